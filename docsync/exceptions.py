@@ -1,0 +1,64 @@
+"""One tree of errors that policy code raises and the consumer answers.
+
+``DocsyncError.wire_type`` is the ``error.type`` a client sees; the consumer
+is the only place that turns an exception into ``{"error": {...}}``.
+Configuration errors are ``ImproperlyConfigured`` and stay outside this tree
+so that no per-request handler swallows them.
+"""
+
+from __future__ import annotations
+
+
+class DocsyncError(Exception):
+    """Base class of every error a client may be told about."""
+
+    wire_type = "DatabaseError"
+    default_message = "The request failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class AuthenticationFailed(DocsyncError):
+    """The handshake could not establish who is connecting."""
+
+    wire_type = "AuthenticationError"
+    default_message = "Authentication failed: invalid credentials"
+
+
+class PermissionDenied(DocsyncError):
+    """The user may not do this to this document (or it does not exist)."""
+
+    wire_type = "AuthorizationError"
+    default_message = "Access denied"
+
+
+class ValidationError(DocsyncError):
+    """The request's payload is malformed; the message names the field."""
+
+    wire_type = "ValidationError"
+    default_message = "Invalid request."
+
+
+class DocumentDeleted(ValidationError):
+    """The document was deleted; a stale client may not bring it back."""
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(
+            f"Document {doc_id!r} has been deleted and cannot be synced again; "
+            "discard the local copy."
+        )
+
+
+class ProtocolError(DocsyncError):
+    """A frame that breaks Engine.IO / Socket.IO framing."""
+
+    wire_type = "ValidationError"
+
+
+class StorageError(DocsyncError):
+    """The provider failed (database unavailable, integrity error ...)."""
+
+    wire_type = "DatabaseError"
+    default_message = "The document could not be read or written; try again."

@@ -1,0 +1,154 @@
+"""The provider contract: where a document's snapshot and operation log live.
+
+A provider hands out one *transaction* per request, bound to one document.
+Everything the server does for a request (read the snapshot, read the log,
+append a batch, store a snapshot, squash, delete) happens inside that one
+transaction, in one database hop, so the contract fits a database with row
+locks: a provider locks the document when the transaction begins and releases
+it when it ends. Two transactions on the same document never interleave, in
+either mode, on any process; that is what keeps clocks gap-free and reads
+consistent.
+
+All methods are synchronous: the server calls them inside
+``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Mode = Literal["readonly", "readwrite"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent a batch of operations (kept with it for audit and the admin)."""
+
+    user_id: str | None = None
+    device_id: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """What a provider knows about one document.
+
+    ``serialized_doc`` is the snapshot (``None`` when none is stored yet) and
+    ``clock`` the clock folded into it (0 when none). ``latest_clock`` is the
+    newest clock the document has, in its snapshot or its log: since clocks
+    are gap-free, ``latest_clock - clock`` batches are waiting to be squashed.
+    ``deleted`` marks a tombstone: the document was deleted and must never be
+    brought back.
+    """
+
+    doc_id: str
+    doc_type: str
+    serialized_doc: Any
+    clock: int
+    latest_clock: int
+    deleted: bool = False
+    owner_id: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Number of batches in the log, not yet folded into the snapshot."""
+        return self.latest_clock - self.clock
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of operations with its place in the document's order."""
+
+    clock: int
+    operations: list[Any]
+
+
+class ProviderTransaction:
+    """One transaction on one document; see the module docstring."""
+
+    def __init__(self, doc_id: str, mode: Mode, doc_type: str | None) -> None:
+        self.doc_id = doc_id
+        self.mode = mode
+        self.doc_type = doc_type
+
+    def get_serialized_doc(self) -> DocRecord | None:
+        """Return the document's record, or ``None`` if it never existed.
+
+        A deleted document returns its tombstone (``deleted=True``).
+        """
+        raise NotImplementedError(".get_serialized_doc() must be implemented.")
+
+    def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
+        """Return the batches with ``after_clock < clock <= up_to_clock``.
+
+        Oldest first; ``up_to_clock=None`` means no upper bound.
+        """
+        raise NotImplementedError(".get_operations() must be implemented.")
+
+    def save_operations(self, operations: list[Any], origin: Origin) -> int:
+        """Append ``operations`` as one batch and return its new clock.
+
+        The clock is ``latest_clock + 1``; the document is created (of
+        ``self.doc_type``, owned by ``origin.user_id``) if it does not exist.
+        Only in ``readwrite`` mode.
+        """
+        raise NotImplementedError(".save_operations() must be implemented.")
+
+    def save_serialized_doc(self, serialized_doc: Any, clock: int, origin: Origin | None = None) -> None:
+        """Store ``serialized_doc`` as the snapshot with ``clock`` folded into it.
+
+        Creates the document if it does not exist; ``latest_clock`` becomes at
+        least ``clock``. Only in ``readwrite`` mode.
+        """
+        raise NotImplementedError(".save_serialized_doc() must be implemented.")
+
+    def delete_operations(self, up_to_clock: int) -> int:
+        """Delete the batches with ``clock <= up_to_clock``; return how many.
+
+        Only in ``readwrite`` mode.
+        """
+        raise NotImplementedError(".delete_operations() must be implemented.")
+
+    def delete_doc(self) -> bool:
+        """Delete the snapshot and the log and leave a tombstone.
+
+        Return ``False`` if the document did not exist or was already deleted.
+        Only in ``readwrite`` mode.
+        """
+        raise NotImplementedError(".delete_doc() must be implemented.")
+
+    def record_squash_failure(self, message: str | None) -> None:
+        """Remember why the last squash failed (``None`` clears it).
+
+        Optional: providers with an admin show it there. The default does
+        nothing. Only in ``readwrite`` mode.
+        """
+
+    def check_writable(self) -> None:
+        if self.mode != "readwrite":
+            raise RuntimeError(
+                f"Cannot write document {self.doc_id!r} in a readonly transaction."
+            )
+
+
+class BaseProvider:
+    """Storage for documents. Subclasses implement :meth:`transaction`."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    @contextmanager
+    def transaction(
+        self, mode: Mode, doc_id: str, *, doc_type: str | None = None
+    ) -> Iterator[ProviderTransaction]:
+        """Open a transaction on ``doc_id``, locked until the block ends.
+
+        Everything written inside is committed when the block exits normally
+        and rolled back if it raises. ``doc_type`` is used when a write
+        creates the document.
+        """
+        raise NotImplementedError(".transaction() must be implemented.")
+        yield  # pragma: no cover

@@ -1,0 +1,126 @@
+"""``InMemoryProvider``: documents in a dict, for tests and quick experiments.
+
+Nothing survives a restart and nothing is shared between processes. Each
+transaction holds the document's lock and works on a copy of its state,
+which replaces the stored one only when the block exits without an error, so
+a failed request leaves the document exactly as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .base import Batch, BaseProvider, DocRecord, Mode, Origin, ProviderTransaction
+
+
+@dataclass
+class _StoredDoc:
+    doc_type: str
+    serialized_doc: Any = None
+    clock: int = 0
+    latest_clock: int = 0
+    deleted: bool = False
+    owner_id: str | None = None
+    batches: list[tuple[int, list[Any], Origin]] = field(default_factory=list)
+
+    def copy(self) -> _StoredDoc:
+        return replace(self, batches=list(self.batches))
+
+
+class InMemoryTransaction(ProviderTransaction):
+    def __init__(self, doc_id: str, mode: Mode, doc_type: str | None, doc: _StoredDoc | None):
+        super().__init__(doc_id, mode, doc_type)
+        self.doc = doc.copy() if doc is not None else None
+        self.changed = False
+
+    def get_serialized_doc(self) -> DocRecord | None:
+        doc = self.doc
+        if doc is None:
+            return None
+        return DocRecord(
+            doc_id=self.doc_id,
+            doc_type=doc.doc_type,
+            serialized_doc=doc.serialized_doc,
+            clock=doc.clock,
+            latest_clock=doc.latest_clock,
+            deleted=doc.deleted,
+            owner_id=doc.owner_id,
+        )
+
+    def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
+        if self.doc is None:
+            return []
+        return [
+            Batch(clock, ops)
+            for clock, ops, _ in self.doc.batches
+            if clock > after_clock and (up_to_clock is None or clock <= up_to_clock)
+        ]
+
+    def _writable_doc(self, origin: Origin | None) -> _StoredDoc:
+        self.check_writable()
+        if self.doc is None:
+            self.doc = _StoredDoc(
+                doc_type=self.doc_type or "", owner_id=origin.user_id if origin else None
+            )
+        self.changed = True
+        return self.doc
+
+    def save_operations(self, operations: list[Any], origin: Origin) -> int:
+        doc = self._writable_doc(origin)
+        doc.latest_clock += 1
+        doc.batches.append((doc.latest_clock, list(operations), origin))
+        return doc.latest_clock
+
+    def save_serialized_doc(self, serialized_doc: Any, clock: int, origin: Origin | None = None) -> None:
+        doc = self._writable_doc(origin)
+        doc.serialized_doc = serialized_doc
+        doc.clock = clock
+        doc.latest_clock = max(doc.latest_clock, clock)
+
+    def delete_operations(self, up_to_clock: int) -> int:
+        doc = self._writable_doc(None)
+        before = len(doc.batches)
+        doc.batches = [b for b in doc.batches if b[0] > up_to_clock]
+        return before - len(doc.batches)
+
+    def delete_doc(self) -> bool:
+        if self.doc is None or self.doc.deleted:
+            return False
+        doc = self._writable_doc(None)
+        doc.serialized_doc = None
+        doc.batches = []
+        doc.deleted = True
+        return True
+
+
+class InMemoryProvider(BaseProvider):
+    """Keeps every document in this process's memory."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._docs: dict[str, _StoredDoc] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock_for(self, doc_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(doc_id, threading.Lock())
+
+    @contextmanager
+    def transaction(
+        self, mode: Mode, doc_id: str, *, doc_type: str | None = None
+    ) -> Iterator[InMemoryTransaction]:
+        with self._lock_for(doc_id):
+            tx = InMemoryTransaction(doc_id, mode, doc_type, self._docs.get(doc_id))
+            yield tx
+            if tx.changed and tx.doc is not None:
+                self._docs[doc_id] = tx.doc
+
+    def clear(self) -> None:
+        """Forget every document (handy between tests)."""
+        with self._guard:
+            self._docs.clear()

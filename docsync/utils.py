@@ -1,0 +1,49 @@
+"""Small helpers shared by settings and the app."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+_ENGINES = {
+    "postgres": "django.db.backends.postgresql",
+    "postgresql": "django.db.backends.postgresql",
+    "pgsql": "django.db.backends.postgresql",
+    "mysql": "django.db.backends.mysql",
+    "mariadb": "django.db.backends.mysql",
+    "sqlite": "django.db.backends.sqlite3",
+}
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """Turn ``DATABASE_URL`` into a ``DATABASES`` entry.
+
+    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+    ``postgres://user:pass@host:5432/name``, ``mysql://root@127.0.0.1/test``.
+    """
+    parsed = urlparse(url)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in _ENGINES:
+        raise ValueError(
+            f"Unsupported DATABASE_URL scheme {parsed.scheme!r}; "
+            f"use one of {', '.join(sorted(_ENGINES))}."
+        )
+    engine = _ENGINES[scheme]
+    if scheme == "sqlite":
+        name = unquote(parsed.path[1:] if parsed.path.startswith("/") else parsed.path)
+        return {
+            "ENGINE": engine,
+            "NAME": name or ":memory:",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    config: dict[str, Any] = {
+        "ENGINE": engine,
+        "NAME": unquote(parsed.path.lstrip("/")),
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": parsed.hostname or "",
+        "PORT": str(parsed.port or ""),
+    }
+    if scheme in ("mysql", "mariadb"):
+        config["OPTIONS"] = {"charset": "utf8mb4"}
+    return config

@@ -1,0 +1,8 @@
+"""HTTP views. docsync speaks Socket.IO over WebSocket only."""
+
+from django.http import JsonResponse
+
+
+def transport_unknown(request):
+    """Refuse HTTP long-polling exactly as the reference server does."""
+    return JsonResponse({"code": 0, "message": "Transport unknown"}, status=400)
