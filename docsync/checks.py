@@ -26,7 +26,9 @@ def check_settings(app_configs, **kwargs):
                 id="docsync.E002",
             )
         )
-    elif layers["default"].get("BACKEND", "").endswith("InMemoryChannelLayer") and not settings.DEBUG:
+    elif (
+        layers["default"].get("BACKEND", "").endswith("InMemoryChannelLayer") and not settings.DEBUG
+    ):
         messages.append(
             Warning(
                 "The in-memory channel layer serves one process only.",

@@ -99,5 +99,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"docsync": {"handlers": ["console"], "level": os.environ.get("DOCSYNC_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "docsync": {"handlers": ["console"], "level": os.environ.get("DOCSYNC_LOG_LEVEL", "INFO")}
+    },
 }

@@ -97,7 +97,9 @@ class ProviderTransaction:
         """
         raise NotImplementedError(".save_operations() must be implemented.")
 
-    def save_serialized_doc(self, serialized_doc: Any, clock: int, origin: Origin | None = None) -> None:
+    def save_serialized_doc(
+        self, serialized_doc: Any, clock: int, origin: Origin | None = None
+    ) -> None:
         """Store ``serialized_doc`` as the snapshot with ``clock`` folded into it.
 
         Creates the document if it does not exist; ``latest_clock`` becomes at
@@ -129,9 +131,7 @@ class ProviderTransaction:
 
     def check_writable(self) -> None:
         if self.mode != "readwrite":
-            raise RuntimeError(
-                f"Cannot write document {self.doc_id!r} in a readonly transaction."
-            )
+            raise RuntimeError(f"Cannot write document {self.doc_id!r} in a readonly transaction.")
 
 
 class BaseProvider:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import Batch, BaseProvider, DocRecord, Mode, Origin, ProviderTransaction
+from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
 
 
 @dataclass
@@ -75,7 +75,9 @@ class InMemoryTransaction(ProviderTransaction):
         doc.batches.append((doc.latest_clock, list(operations), origin))
         return doc.latest_clock
 
-    def save_serialized_doc(self, serialized_doc: Any, clock: int, origin: Origin | None = None) -> None:
+    def save_serialized_doc(
+        self, serialized_doc: Any, clock: int, origin: Origin | None = None
+    ) -> None:
         doc = self._writable_doc(origin)
         doc.serialized_doc = serialized_doc
         doc.clock = clock

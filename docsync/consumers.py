@@ -1,0 +1,520 @@
+"""The Channels consumer: Engine.IO transport, Socket.IO handshake, dispatch.
+
+One consumer per WebSocket. It frames and unframes packets
+(``docsync.protocol``), checks the handshake (PROTOCOL §3), validates
+payloads (``docsync.events``), and leaves policy and storage to the
+``DocSyncServer`` it serves. Requests of one connection are handled one at a
+time, in arrival order; requests for one document never interleave.
+
+Every database access goes through ``database_sync_to_async`` (which closes
+stale connections around each call), so ``dispatch`` skips Channels' per-frame
+``aclose_old_connections`` thread hop, which alone halves throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import protocol as p
+from .events import parse_doc_request, parse_presence, parse_sync
+from .exceptions import DocsyncError, PermissionDenied, ProtocolError, ValidationError
+from .handshake import handshake
+from .providers.base import Origin
+from .server import DocSyncServer, Event, get_default_server
+from .state import Member, has_collaborators
+
+logger = logging.getLogger(__name__)
+
+_ACK_ID = re.compile(r"^[25](?:\d+-)?(?:/[^,]*,)?(\d+)")
+
+
+def doc_group(doc_id: str) -> str:
+    """The channel-layer group of a document (any docId maps to a valid name)."""
+    return "docsync.doc." + hashlib.blake2b(doc_id.encode(), digest_size=16).hexdigest()
+
+
+def new_sid() -> str:
+    return secrets.token_urlsafe(15)
+
+
+class DocSyncConsumer(AsyncWebsocketConsumer):
+    """Serves one DocSync client over Socket.IO (Engine.IO v4, WebSocket only)."""
+
+    server: DocSyncServer | None = None
+
+    def __init__(self, server: DocSyncServer | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if server is not None:
+            self.server = server
+
+    # -- Channels plumbing ---------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        self.srv = self.server or get_default_server()
+        self.identity: Event | None = None
+        self.user: Any = None
+        self.docs: set[str] = set()
+        self.pending: p.Packet | None = None
+        self.closing = False
+        self.pong = asyncio.Event()
+        self.errors: deque[float] = deque()
+        self.heartbeat: asyncio.Task | None = None
+        self.connect_deadline: asyncio.TimerHandle | None = None
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        await self.accept()
+        eio, transport = query.get("EIO", [""])[0], query.get("transport", [""])[0]
+        if eio != "4" or transport != "websocket":
+            logger.info("docsync: refused EIO=%r transport=%r", eio, transport)
+            await self.close(
+                code=1002,
+                reason=f"Unsupported protocol: EIO={eio or '?'} transport={transport or '?'}; "
+                "this server speaks Engine.IO 4 over WebSocket",
+            )
+            return
+        self.sid = new_sid()
+        await self.send(
+            p.open_packet(
+                self.sid, self.srv.ping_interval, self.srv.ping_timeout, self.srv.max_payload
+            )
+        )
+        loop = asyncio.get_running_loop()
+        self.heartbeat = loop.create_task(self._heartbeat())
+        self.connect_deadline = loop.call_later(
+            self.srv.connect_timeout / 1000, self._connect_timed_out
+        )
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self._end("transport close")
+        raise StopConsumer()
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close=False
+    ) -> None:
+        if self.closing and not close:
+            return
+        await super().send(text_data, bytes_data, close)
+
+    async def _send_frames(self, frames: list[str | bytes]) -> None:
+        for frame in frames:
+            if isinstance(frame, str):
+                await self.send(text_data=frame)
+            else:
+                await self.send(bytes_data=bytes(frame))
+
+    async def emit(self, name: str, data: Any) -> None:
+        """Send the event ``name`` to this client."""
+        await self._send_frames(p.encode_event(name, data))
+
+    # -- Engine.IO -----------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if self._too_big(text_data, bytes_data):
+            logger.info(
+                "docsync: frame over maxPayload (%s bytes) from %s", self.srv.max_payload, self.sid
+            )
+            await self.shutdown("transport close", code=1009)
+            return
+        if bytes_data is not None:
+            await self._on_attachment(bytes_data)
+            return
+        kind = text_data[:1]
+        if kind == p.EIO_MESSAGE:
+            await self._on_packet(text_data[1:])
+        elif kind == p.EIO_PONG:
+            self.pong.set()
+        elif kind in (p.EIO_PING, p.EIO_CLOSE):
+            # Only the server pings in EIO 4; the reference closes on a client ping.
+            await self.shutdown("transport close")
+        else:
+            logger.debug("docsync: ignored Engine.IO packet %r", text_data[:16])
+
+    def _too_big(self, text: str | None, data: bytes | None) -> bool:
+        limit = self.srv.max_payload
+        if data is not None:
+            return len(data) > limit
+        if len(text) > limit:
+            return True
+        return len(text) * 4 > limit and len(text.encode()) > limit
+
+    async def _heartbeat(self) -> None:
+        interval, timeout = self.srv.ping_interval / 1000, self.srv.ping_timeout / 1000
+        try:
+            while not self.closing:
+                await asyncio.sleep(interval)
+                self.pong.clear()
+                await self.send(text_data=p.EIO_PING)
+                try:
+                    await asyncio.wait_for(self.pong.wait(), timeout)
+                except TimeoutError:
+                    await self.shutdown("ping timeout")
+                    return
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("docsync: heartbeat failed")
+
+    def _connect_timed_out(self) -> None:
+        if self.identity is None and not self.closing:
+            task = asyncio.get_running_loop().create_task(self.shutdown("transport close"))
+            self.srv._tasks.add(task)
+            task.add_done_callback(self.srv._tasks.discard)
+
+    async def shutdown(self, reason: str, code: int = 1000) -> None:
+        """Close the WebSocket from the server side, cleaning up first."""
+        if self.closing:
+            return
+        await self._end(reason)
+        await self.send(close=code)
+
+    async def _end(self, reason: str) -> None:
+        if getattr(self, "closing", True):
+            return
+        self.closing = True
+        if self.connect_deadline is not None:
+            self.connect_deadline.cancel()
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+        await self._leave_namespace(reason)
+
+    # -- Socket.IO -----------------------------------------------------------
+
+    async def _on_packet(self, text: str) -> None:
+        try:
+            packet = p.decode_packet(text)
+        except ProtocolError as exc:
+            await self._malformed(text, exc)
+            return
+        if packet.attachment_count:
+            self.pending = packet
+            return
+        await self._handle(packet)
+
+    async def _on_attachment(self, data: bytes) -> None:
+        packet = self.pending
+        if packet is None:
+            logger.info("docsync: unexpected binary frame from %s dropped", self.sid)
+            return
+        if packet.add_attachment(data):
+            self.pending = None
+            await self._handle(packet)
+
+    async def _malformed(self, text: str, exc: ProtocolError) -> None:
+        logger.info("docsync: malformed packet from %s dropped: %s", getattr(self, "sid", "?"), exc)
+        match = _ACK_ID.match(text)
+        if match and self.identity is not None:
+            await self._answer_error(int(match.group(1)), exc)
+
+    async def _handle(self, packet: p.Packet) -> None:
+        kind = packet.packet_type
+        if packet.namespace not in (None, "/"):
+            if kind == p.CONNECT:
+                await self.send(p.encode_connect_error("Invalid namespace", packet.namespace))
+            return
+        if kind == p.CONNECT:
+            await self._on_connect(packet.data)
+        elif kind == p.DISCONNECT:
+            await self._leave_namespace("client namespace disconnect")
+        elif kind in (p.EVENT, p.BINARY_EVENT):
+            await self._on_event(packet)
+        else:
+            logger.debug("docsync: ignored Socket.IO packet type %s", kind)
+
+    async def _on_connect(self, auth: Any) -> None:
+        if self.identity is not None:
+            await self.shutdown("transport close")
+            return
+        try:
+            identity = await handshake(self.srv, self.scope, auth)
+        except DocsyncError as exc:
+            await self.send(p.encode_connect_error(exc.message))
+            await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
+            return
+        self.user = identity.pop("user", None)
+        self.identity = identity
+        self.connect_deadline.cancel()
+        self.srv.register(self)
+        await self.send(p.encode_connect(new_sid()))
+        await self.emit("identity", {"userId": identity["userId"]})
+        await self.srv.emit(
+            "client_connect", self._event(context=identity.get("context")), user=self.user
+        )
+
+    async def _leave_namespace(self, reason: str) -> None:
+        if self.identity is None:
+            return
+        for doc_id in list(self.docs):
+            remaining = await self._leave(doc_id)
+            await self._collaboration(doc_id, remaining)
+            await self.srv.emit(
+                "doc_unsubscribe", self._event(docId=doc_id, reason=reason), user=self.user
+            )
+        self.srv.unregister(self)
+        event = self._event(reason=reason)
+        self.identity = None
+        await self.srv.emit("client_disconnect", event, user=self.user)
+
+    def _event(self, **fields: Any) -> Event:
+        ident = self.identity
+        return Event(
+            userId=ident["userId"], deviceId=ident["deviceId"], clientId=ident["clientId"], **fields
+        )
+
+    # -- events ---------------------------------------------------------------
+
+    async def _on_event(self, packet: p.Packet) -> None:
+        if self.identity is None:
+            logger.debug("docsync: event before CONNECT dropped")
+            return
+        try:
+            event = p.parse_event(packet)
+        except ProtocolError as exc:
+            if packet.id is not None:
+                await self._answer_error(packet.id, exc)
+            return
+        handler = self._handlers.get(event.name)
+        try:
+            if handler is None:
+                raise ValidationError(f"Unknown event: {event.name}")
+            await handler(self, event.arg, event.ack_id)
+        except DocsyncError as exc:
+            if event.ack_id is not None:
+                await self._answer_error(event.ack_id, exc, event.name)
+            return
+        except Exception:
+            logger.exception("docsync: %s failed", event.name)
+            if event.ack_id is not None:
+                await self._answer_error(event.ack_id, None, event.name)
+            return
+
+    async def _ack(self, ack_id: int | None, response: Any) -> None:
+        if ack_id is not None:
+            await self._send_frames(p.encode_ack(ack_id, response))
+
+    async def _answer_error(self, ack_id: int, exc: Exception | None, name: str = "") -> None:
+        await self._throttle()
+        if isinstance(exc, DocsyncError):
+            error = {"type": exc.wire_type, "message": exc.message}
+        else:
+            error = {"type": "DatabaseError", "message": "Internal server error"}
+        body: dict[str, Any] = {"error": error}
+        if name in ("delete-doc", "unsubscribe-doc"):
+            body = {"success": False, "error": error}
+        await self._send_frames(p.encode_ack(ack_id, body))
+
+    async def _throttle(self) -> None:
+        """Slow down a connection whose requests keep failing (the official
+        client retries at once, forever)."""
+        from .conf import docsync_settings as s
+
+        now = time.monotonic()
+        errors = self.errors
+        errors.append(now)
+        while errors and errors[0] < now - s.ERROR_WINDOW:
+            errors.popleft()
+        if len(errors) > s.ERROR_BURST:
+            await asyncio.sleep(s.ERROR_DELAY)
+
+    def _origin(self) -> Origin:
+        ident = self.identity
+        return Origin(ident["userId"], ident["deviceId"], ident["clientId"])
+
+    async def on_sync(self, data: Any, ack_id: int | None) -> None:
+        req = parse_sync(data)
+        started = time.perf_counter()
+        doc_id = req.doc_id
+        async with self.srv.doc_lock(doc_id):
+            first = doc_id not in self.docs
+            if first:
+                # Join the group before reading, so no dirty is missed.
+                await self.channel_layer.group_add(doc_group(doc_id), self.channel_name)
+            try:
+                outcome = await self.srv.sync(req, self.identity, self._origin())
+            except Exception as exc:
+                if first:
+                    await self.channel_layer.group_discard(doc_group(doc_id), self.channel_name)
+                await self._sync_event(req, started, error=exc)
+                raise
+            members = await self._subscribe(doc_id) if first else None
+            response = {"data": outcome.as_wire(doc_id)}
+            await self._ack(ack_id, response)
+            if req.operations:
+                await self._dirty(doc_id, members)
+        self.srv.maybe_squash(doc_id, outcome.pending)
+        await self._sync_event(req, started, outcome=outcome, members=members)
+
+    async def _sync_event(self, req, started, *, outcome=None, error=None, members=None) -> None:
+        if not self.srv.wants("sync_request"):
+            return
+        if members is None:
+            members = await self.srv.state.members(req.doc_id)
+        fields: dict[str, Any] = {
+            "status": "error" if error is not None else "success",
+            "req": req.as_wire(),
+            "durationMs": (time.perf_counter() - started) * 1000,
+            "clientsCount": len(members),
+            "devicesCount": len({m.device_id for m in members}),
+        }
+        if outcome is not None:
+            res = outcome.as_wire(req.doc_id)
+            del res["docId"]
+            fields["res"] = res
+        else:
+            wire = error if isinstance(error, DocsyncError) else None
+            fields["error"] = {
+                "type": wire.wire_type if wire else "DatabaseError",
+                "message": wire.message if wire else str(error),
+                "stack": None,
+            }
+        await self.srv.emit("sync_request", self._event(docId=req.doc_id, **fields), user=self.user)
+
+    async def _subscribe(self, doc_id: str) -> list[Member]:
+        ident = self.identity
+        member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
+        members = await self.srv.state.join(doc_id, member)
+        self.docs.add(doc_id)
+        await self.srv.emit("doc_subscribe", self._event(docId=doc_id), user=self.user)
+        presence = await self.srv.state.get_presence(doc_id)
+        if presence:
+            await self.emit("presence", {"docId": doc_id, "presence": presence})
+        await self._collaboration(doc_id, members)
+        return members
+
+    async def _collaboration(self, doc_id: str, members: list[Member]) -> None:
+        has = has_collaborators(members)
+        if any(m.channel != self.channel_name for m in members):
+            await self.channel_layer.group_send(
+                doc_group(doc_id),
+                {
+                    "type": "docsync.collaboration",
+                    "doc": doc_id,
+                    "has": has,
+                    "skip": self.channel_name,
+                },
+            )
+        if doc_id in self.docs:
+            await self.emit("collaboration", {"docId": doc_id, "hasCollaborators": has})
+
+    async def _dirty(self, doc_id: str, members: list[Member] | None) -> None:
+        if members is None:
+            members = await self.srv.state.members(doc_id)
+        device = self.identity["deviceId"]
+        if any(m.device_id != device for m in members):
+            await self.channel_layer.group_send(
+                doc_group(doc_id), {"type": "docsync.dirty", "doc": doc_id, "device": device}
+            )
+
+    async def _leave(self, doc_id: str) -> list[Member]:
+        """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
+        ident = self.identity
+        member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
+        self.docs.discard(doc_id)
+        remaining = await self.srv.state.leave(doc_id, member)
+        await self.channel_layer.group_discard(doc_group(doc_id), self.channel_name)
+        if remaining:
+            await self.channel_layer.group_send(
+                doc_group(doc_id),
+                {
+                    "type": "docsync.presence",
+                    "doc": doc_id,
+                    "presence": {ident["clientId"]: None},
+                    "skip": "",
+                },
+            )
+        return remaining
+
+    async def on_presence(self, data: Any, ack_id: int | None) -> None:
+        req = parse_presence(data)
+        if req.doc_id not in self.docs:
+            raise PermissionDenied()
+        await self.srv.check(
+            "presence", {"docId": req.doc_id, "presence": req.presence}, self.identity
+        )
+        client_id = self.identity["clientId"]
+        await self.srv.state.set_presence(req.doc_id, client_id, req.presence)
+        members = await self.srv.state.members(req.doc_id)
+        if any(m.channel != self.channel_name for m in members):
+            await self.channel_layer.group_send(
+                doc_group(req.doc_id),
+                {
+                    "type": "docsync.presence",
+                    "doc": req.doc_id,
+                    "presence": {client_id: req.presence},
+                    "skip": self.channel_name,
+                },
+            )
+        await self._ack(ack_id, {})
+
+    async def on_unsubscribe(self, data: Any, ack_id: int | None) -> None:
+        req = parse_doc_request(data, "unsubscribe-doc")
+        await self.srv.check("unsubscribe-doc", {"docId": req.doc_id}, self.identity)
+        if req.doc_id not in self.docs:
+            await self._ack(ack_id, {"success": True})
+            return
+        remaining = await self._leave(req.doc_id)
+        await self._ack(ack_id, {"success": True})
+        await self._collaboration(req.doc_id, remaining)
+        event = self._event(docId=req.doc_id, reason="unsubscribe-doc")
+        await self.srv.emit("doc_unsubscribe", event, user=self.user)
+
+    async def on_delete(self, data: Any, ack_id: int | None) -> None:
+        req = parse_doc_request(data, "delete-doc")
+        async with self.srv.doc_lock(req.doc_id):
+            deleted = await self.srv.delete(req, self.identity)
+        await self._ack(ack_id, {"success": True})
+        if deleted:
+            await self.srv.emit("doc_delete", self._event(docId=req.doc_id), user=self.user)
+
+    _handlers = {
+        "sync": on_sync,
+        "presence": on_presence,
+        "unsubscribe-doc": on_unsubscribe,
+        "delete-doc": on_delete,
+    }
+
+    # -- channel-layer messages -----------------------------------------------
+
+    async def docsync_dirty(self, message: dict[str, Any]) -> None:
+        if message["doc"] in self.docs and message["device"] != self.identity["deviceId"]:
+            await self.emit("dirty", {"docId": message["doc"]})
+
+    async def docsync_presence(self, message: dict[str, Any]) -> None:
+        if message["skip"] != self.channel_name and message["doc"] in self.docs:
+            await self.emit("presence", {"docId": message["doc"], "presence": message["presence"]})
+
+    async def docsync_collaboration(self, message: dict[str, Any]) -> None:
+        if message["skip"] != self.channel_name and message["doc"] in self.docs:
+            await self.emit(
+                "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
+            )
+
+
+def _refused_event(auth: Any, reason: str) -> Event:
+    auth = auth if isinstance(auth, dict) else {}
+
+    def known(key: str) -> str:
+        value = auth.get(key)
+        return value if isinstance(value, str) and value else "unknown"
+
+    return Event(
+        userId="unknown", deviceId=known("deviceId"), clientId=known("clientId"), reason=reason
+    )

@@ -1,0 +1,89 @@
+"""The Socket.IO CONNECT handshake (PROTOCOL §3): checks in order, exact messages."""
+
+from __future__ import annotations
+
+import logging
+from http.cookies import SimpleCookie
+from typing import Any
+
+from .exceptions import AuthenticationFailed, DocsyncError
+from .server import DocSyncServer, Event, _call_sync_or_async
+
+logger = logging.getLogger(__name__)
+
+
+def _check_payload(auth: Any) -> dict[str, Any]:
+    if auth is None:
+        auth = {}  # a bare "40": the client sent no auth object
+    if not isinstance(auth, dict):
+        raise AuthenticationFailed("Authentication required")
+    token = auth.get("token")
+    if token is not None and not isinstance(token, str):
+        raise AuthenticationFailed("Authentication failed: invalid token")
+    claimed = auth.get("claimedUserId")
+    if claimed is not None and not isinstance(claimed, str):
+        raise AuthenticationFailed("Authentication failed: invalid claimed user ID")
+    for key, message in (("deviceId", "Device ID required"), ("clientId", "Client ID required")):
+        value = auth.get(key)
+        if not isinstance(value, str) or not value:
+            raise AuthenticationFailed(message)
+    return auth
+
+
+def auth_request(scope: dict[str, Any], token: str | None) -> Event:
+    """What ``authenticate`` receives: the handshake request and the token."""
+    headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", [])}
+    cookies: dict[str, str] = {}
+    if "cookie" in headers:
+        cookies = {k: m.value for k, m in SimpleCookie(headers["cookie"]).items()}
+    return Event(
+        token=token,
+        headers=headers,
+        cookies=cookies,
+        scope=scope,
+        user=scope.get("user"),
+        session=scope.get("session"),
+    )
+
+
+def _normalize(result: Any) -> dict[str, Any] | None:
+    if result is None or result is False:
+        return None
+    if not isinstance(result, dict):
+        raise TypeError(f"authenticate must return a dict with 'userId' or None, got {result!r}")
+    user_id = result.get("userId", result.get("user_id"))
+    if user_id is None:
+        return None
+    return {"userId": str(user_id), "context": result.get("context"), "user": result.get("user")}
+
+
+async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> Event:
+    """Check a CONNECT payload and authenticate it.
+
+    Returns the connection's identity (userId, deviceId, clientId, context,
+    and the Django user when known); raises ``AuthenticationFailed`` with the
+    exact message the client must see.
+    """
+    auth = _check_payload(auth)
+    try:
+        result = await _call_sync_or_async(
+            server.authenticate, auth_request(scope, auth.get("token"))
+        )
+        identity = _normalize(result)
+    except DocsyncError as exc:
+        raise AuthenticationFailed(f"Authentication error: {exc.message}") from exc
+    except Exception as exc:
+        logger.warning("docsync: authenticate raised %s: %s", exc.__class__.__name__, exc)
+        raise AuthenticationFailed(f"Authentication error: {exc}") from exc
+    if identity is None:
+        raise AuthenticationFailed("Authentication failed: invalid credentials")
+    claimed = auth.get("claimedUserId")
+    if claimed is not None and claimed != identity["userId"]:
+        raise AuthenticationFailed("Authentication failed: claimed user ID mismatch")
+    return Event(
+        userId=identity["userId"],
+        deviceId=auth["deviceId"],
+        clientId=auth["clientId"],
+        context=identity["context"],
+        user=identity["user"],
+    )

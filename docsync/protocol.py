@@ -1,0 +1,131 @@
+"""Engine.IO v4 / Socket.IO v5 framing over WebSocket. Pure Python, no Django.
+
+Socket.IO packets are parsed and built with python-socketio's ``Packet``
+class (namespaces, ack ids, binary attachments); this module gives it the
+JSON flavour the reference server writes (compact, non-ASCII kept as is) and
+adds the one-character Engine.IO layer around it, which is simple enough
+that engineio's own packet class (which tries to JSON-decode every message)
+would only add work.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from socketio import packet as sio
+
+from .exceptions import ProtocolError
+
+# Engine.IO packet types (one character at the start of a text frame).
+EIO_OPEN, EIO_CLOSE, EIO_PING, EIO_PONG, EIO_MESSAGE = "0", "1", "2", "3", "4"
+
+CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Json:
+    """The ``json`` object python-socketio's Packet calls, writing like JavaScript."""
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        return _dumps(obj)
+
+    loads = staticmethod(json.loads)
+
+
+def _is_binary(data: Any) -> bool:
+    if isinstance(data, (bytes, bytearray)):
+        return True
+    if isinstance(data, list):
+        return any(_is_binary(item) for item in data)
+    if isinstance(data, dict):
+        return any(_is_binary(item) for item in data.values())
+    return False
+
+
+class Packet(sio.Packet):
+    """python-socketio's packet with compact JSON and a short-circuiting binary scan."""
+
+    json = _Json
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        return _is_binary(data)
+
+
+def dumps(obj: Any) -> str:
+    """Serialize like JavaScript's ``JSON.stringify`` (compact, UTF-8 kept)."""
+    return _dumps(obj)
+
+
+def open_packet(sid: str, ping_interval: int, ping_timeout: int, max_payload: int) -> str:
+    """The Engine.IO OPEN packet, key order as the reference server sends it."""
+    return EIO_OPEN + _dumps(
+        {
+            "sid": sid,
+            "upgrades": [],
+            "pingInterval": ping_interval,
+            "pingTimeout": ping_timeout,
+            "maxPayload": max_payload,
+        }
+    )
+
+
+def _frames(packet: Packet) -> list[str | bytes]:
+    encoded = packet.encode()
+    if isinstance(encoded, list):
+        return [EIO_MESSAGE + encoded[0], *encoded[1:]]
+    return [EIO_MESSAGE + encoded]
+
+
+def encode_event(name: str, data: Any) -> list[str | bytes]:
+    """Frames of a server-to-client EVENT (BINARY_EVENT when data holds bytes)."""
+    return _frames(Packet(EVENT, [name, data]))
+
+
+def encode_ack(ack_id: int, response: Any) -> list[str | bytes]:
+    """Frames of an ACK (BINARY_ACK when the response holds bytes)."""
+    return _frames(Packet(ACK, [response], id=ack_id))
+
+
+def encode_connect(sid: str, namespace: str | None = None) -> str:
+    return _frames(Packet(CONNECT, {"sid": sid}, namespace=namespace, binary=False))[0]
+
+
+def encode_connect_error(message: str, namespace: str | None = None) -> str:
+    return _frames(Packet(CONNECT_ERROR, {"message": message}, namespace=namespace, binary=False))[
+        0
+    ]
+
+
+def decode_packet(text: str) -> Packet:
+    """Parse the Socket.IO part of an Engine.IO MESSAGE (after the ``4``).
+
+    Raises ``ProtocolError`` for anything that is not a Socket.IO v5 packet.
+    """
+    if not text or text[0] not in "0123456":
+        raise ProtocolError(f"Unknown Socket.IO packet type {text[:1]!r}")
+    try:
+        return Packet(encoded_packet=text)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"Malformed Socket.IO packet: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """A decoded client EVENT: its name, its single argument and its ack id."""
+
+    name: str
+    arg: Any
+    ack_id: int | None
+
+
+def parse_event(packet: Packet) -> IncomingEvent:
+    """Turn an EVENT packet into ``IncomingEvent``; ProtocolError if malformed."""
+    data = packet.data
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise ProtocolError('An event must be a JSON array starting with its name: ["name", {...}]')
+    return IncomingEvent(data[0], data[1] if len(data) > 1 else None, packet.id)

@@ -1,0 +1,388 @@
+"""``DocSyncServer``: the seed's server object, in Python.
+
+It holds what a deployment chooses (document bindings, provider,
+``authenticate``, ``authorize``, the shared state backend) and the listeners
+of the five server events, and it owns the policy steps the consumer runs in
+one database hop. ``as_asgi()`` routes it; ``close()`` closes every
+connection this process serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import weakref
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+
+from . import signals
+from .bindings.base import BaseBinding, BindingRegistry, load_binding
+from .events import DocRequest, SyncRequest
+from .exceptions import PermissionDenied
+from .providers.base import BaseProvider, Origin
+from .squash import squash_document
+from .state import BaseState, InProcessState
+from .sync import SyncOutcome, sync_document
+
+if TYPE_CHECKING:
+    from .consumers import DocSyncConsumer
+
+logger = logging.getLogger(__name__)
+
+EVENTS = (
+    "client_connect",
+    "client_disconnect",
+    "doc_subscribe",
+    "doc_unsubscribe",
+    "sync_request",
+    "doc_delete",
+)
+
+_SIGNALS = {
+    "client_connect": signals.client_connected,
+    "client_disconnect": signals.client_disconnected,
+    "doc_subscribe": signals.doc_subscribed,
+    "doc_unsubscribe": signals.doc_unsubscribed,
+    "sync_request": signals.sync_finished,
+    "doc_delete": signals.doc_deleted,
+}
+
+_CAMEL = re.compile(r"_([a-z])")
+
+
+class Event(dict):
+    """An event or request: a dict with the reference's (camelCase) keys.
+
+    Attribute access takes the snake_case twins too: ``event.user_id`` is
+    ``event["userId"]``, ``event.duration_ms`` is ``event["durationMs"]``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        key = _CAMEL.sub(lambda m: m.group(1).upper(), name)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def snake(self) -> dict[str, Any]:
+        """The same fields with snake_case names (for signal kwargs)."""
+        return {re.sub(r"([A-Z])", r"_\1", k).lower(): v for k, v in self.items()}
+
+
+def _call_sync_or_async(func: Callable, *args: Any) -> Any:
+    """Call a plain or async callable from async code; plain ones run in a DB hop."""
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004
+    ):
+        return func(*args)
+    return database_sync_to_async(func)(*args)
+
+
+def _as_registry(doc_binding: Any) -> BindingRegistry:
+    if isinstance(doc_binding, BindingRegistry):
+        return doc_binding
+    if isinstance(doc_binding, dict):
+        registry = BindingRegistry()
+        for doc_type, binding in doc_binding.items():
+            registry.register(doc_type, load_binding(binding, f"BINDINGS[{doc_type!r}]"))
+        return registry
+    if doc_binding is None or isinstance(doc_binding, BaseBinding):
+        return BindingRegistry(default=doc_binding)
+    return BindingRegistry(default=load_binding(doc_binding, "DEFAULT_BINDING"))
+
+
+class DocSyncServer:
+    """A DocSync server: bindings, storage, policy and listeners.
+
+    ``doc_binding`` is one binding for every document type, a dict mapping
+    types to bindings, or a ``BindingRegistry``. ``authenticate(request)``
+    returns ``{"userId", "context"}`` or ``None``; ``authorize(event)``
+    returns a bool. Both may be plain or async callables; plain ones run in
+    the request's database hop.
+    """
+
+    def __init__(
+        self,
+        *,
+        doc_binding: Any = None,
+        provider: BaseProvider | None = None,
+        authenticate: Callable | None = None,
+        authorize: Callable | None = None,
+        state: BaseState | None = None,
+        squash_threshold: int | None = None,
+        ping_interval: int | None = None,
+        ping_timeout: int | None = None,
+        max_payload: int | None = None,
+        connect_timeout: int | None = None,
+    ) -> None:
+        from .conf import docsync_settings as s
+
+        self.bindings = _as_registry(doc_binding)
+        if provider is None:
+            from .providers.memory import InMemoryProvider
+
+            provider = InMemoryProvider()
+        self.provider = provider
+        self.authenticate = authenticate or s.AUTHENTICATE
+        self.authorize = authorize or s.AUTHORIZE
+        self.state = state or InProcessState()
+        self.squash_threshold = s.SQUASH_THRESHOLD if squash_threshold is None else squash_threshold
+        self.ping_interval = ping_interval or s.PING_INTERVAL
+        self.ping_timeout = ping_timeout or s.PING_TIMEOUT
+        self.max_payload = max_payload or s.MAX_PAYLOAD
+        self.connect_timeout = connect_timeout or s.CONNECT_TIMEOUT
+        self._listeners: dict[str, list[Callable]] = {name: [] for name in EVENTS}
+        self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
+        self._doc_locks: dict[str, list] = {}
+        self._squashing: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
+
+    # -- listeners ---------------------------------------------------------
+
+    def _on(self, name: str, listener: Callable) -> Callable[[], None]:
+        self._listeners[name].append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners[name]:
+                self._listeners[name].remove(listener)
+
+        return remove
+
+    def on_client_connect(self, listener: Callable) -> Callable[[], None]:
+        """Call ``listener(event)`` after a client connects; returns a remover.
+
+        Fields: userId, deviceId, clientId, context.
+        """
+        return self._on("client_connect", listener)
+
+    def on_client_disconnect(self, listener: Callable) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, reason."""
+        return self._on("client_disconnect", listener)
+
+    def on_doc_subscribe(self, listener: Callable) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, docId."""
+        return self._on("doc_subscribe", listener)
+
+    def on_doc_unsubscribe(self, listener: Callable) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, docId, reason."""
+        return self._on("doc_unsubscribe", listener)
+
+    def on_sync_request(self, listener: Callable) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, status, req, res (on success),
+        durationMs, clientsCount, devicesCount, error (on error)."""
+        return self._on("sync_request", listener)
+
+    def on_doc_delete(self, listener: Callable) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, docId (a docsync addition)."""
+        return self._on("doc_delete", listener)
+
+    def wants(self, name: str) -> bool:
+        """Whether anyone listens to ``name`` (so costly fields can be skipped)."""
+        return bool(self._listeners[name]) or _SIGNALS[name].has_listeners()
+
+    async def emit(self, name: str, event: Event, **extra: Any) -> None:
+        """Run the listeners of ``name``, then send its Django signal.
+
+        A listener or receiver that raises is logged and ignored.
+        """
+        for listener in list(self._listeners[name]):
+            try:
+                result = listener(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("docsync %s listener %r failed", name, listener)
+        signal = _SIGNALS[name]
+        if signal.has_listeners():
+            await self._send_signal(signal, **event.snake(), **extra)
+
+    async def _send_signal(self, signal, **kwargs: Any) -> None:
+        for receiver, result in await signal.asend_robust(
+            sender=DocSyncServer, server=self, **kwargs
+        ):
+            if isinstance(result, Exception):
+                logger.error(
+                    "docsync signal receiver %r failed: %s",
+                    receiver,
+                    result,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+
+    # -- policy, run in one database hop -----------------------------------
+
+    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+        event = Event(
+            type=kind, req=Event(req), userId=identity["userId"], context=identity.get("context")
+        )
+        if not self.authorize(event):
+            raise PermissionDenied()
+
+    async def check(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+        """Authorize a request that needs no storage (presence, unsubscribe)."""
+        if self._authorize_is_async:
+            await self._authorize_async(kind, req, identity)
+        else:
+            await database_sync_to_async(self._authorize)(kind, req, identity)
+
+    async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+        event = Event(
+            type=kind, req=Event(req), userId=identity["userId"], context=identity.get("context")
+        )
+        if not await self.authorize(event):
+            raise PermissionDenied()
+
+    def _sync_hop(
+        self, req: SyncRequest, identity: Event, origin: Origin, authorized: bool
+    ) -> SyncOutcome:
+        if not authorized:
+            self._authorize("sync", req.as_wire(), identity)
+        return sync_document(self.provider, req, origin)
+
+    async def sync(self, req: SyncRequest, identity: Event, origin: Origin) -> SyncOutcome:
+        """Authorize and run a sync in one database hop."""
+        if self._authorize_is_async:
+            await self._authorize_async("sync", req.as_wire(), identity)
+        return await database_sync_to_async(self._sync_hop)(
+            req, identity, origin, self._authorize_is_async
+        )
+
+    def _delete_hop(self, req: DocRequest, identity: Event, authorized: bool) -> bool:
+        if not authorized:
+            self._authorize("delete-doc", {"docId": req.doc_id}, identity)
+        with self.provider.transaction("readwrite", req.doc_id) as tx:
+            return tx.delete_doc()
+
+    async def delete(self, req: DocRequest, identity: Event) -> bool:
+        """Authorize and delete a document (tombstone) in one database hop."""
+        if self._authorize_is_async:
+            await self._authorize_async("delete-doc", {"docId": req.doc_id}, identity)
+        return await database_sync_to_async(self._delete_hop)(
+            req, identity, self._authorize_is_async
+        )
+
+    # -- ordering and squashing --------------------------------------------
+
+    @asynccontextmanager
+    async def doc_lock(self, doc_id: str):
+        """Serialize requests for one document within this process."""
+        entry = self._doc_locks.get(doc_id)
+        if entry is None:
+            entry = self._doc_locks[doc_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._doc_locks.pop(doc_id, None)
+
+    def maybe_squash(self, doc_id: str, pending: int) -> None:
+        """Squash in the background once the log passes the threshold."""
+        if (
+            not self.squash_threshold
+            or pending < self.squash_threshold
+            or doc_id in self._squashing
+        ):
+            return
+        self._squashing.add(doc_id)
+        task = asyncio.get_running_loop().create_task(self._squash(doc_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _squash(self, doc_id: str) -> None:
+        try:
+            await database_sync_to_async(squash_document)(self.provider, self.bindings, doc_id)
+        except Exception as exc:
+            logger.warning("docsync: squashing %r failed: %s", doc_id, exc)
+        finally:
+            self._squashing.discard(doc_id)
+
+    # -- connections ----------------------------------------------------------
+
+    def register(self, consumer: DocSyncConsumer) -> None:
+        self._consumers.add(consumer)
+
+    def unregister(self, consumer: DocSyncConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    @property
+    def connections(self) -> int:
+        """Number of connections this process serves."""
+        return len(self._consumers)
+
+    async def close(self) -> None:
+        """Close every connection of this process with ``server shutting down``."""
+        consumers = list(self._consumers)
+        await asyncio.gather(
+            *(c.shutdown("server shutting down") for c in consumers), return_exceptions=True
+        )
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def as_asgi(self, **initkwargs: Any):
+        """The ASGI application serving this server (route it at ``socket.io/``)."""
+        from .consumers import DocSyncConsumer
+
+        return DocSyncConsumer.as_asgi(server=self, **initkwargs)
+
+
+_default_server: DocSyncServer | None = None
+
+
+def get_default_server() -> DocSyncServer:
+    """The server built from the ``DOCSYNC`` settings (or ``DOCSYNC["SERVER"]``)."""
+    global _default_server
+    if _default_server is None:
+        _default_server = _build_default_server()
+    return _default_server
+
+
+def _build_default_server() -> DocSyncServer:
+    from .bindings import get_binding_registry
+    from .conf import docsync_settings as s
+
+    if s.SERVER is not None:
+        server = (
+            s.SERVER()
+            if callable(s.SERVER) and not isinstance(s.SERVER, DocSyncServer)
+            else s.SERVER
+        )
+        return server
+    provider_cls = s.PROVIDER
+    provider = (
+        provider_cls(**s.PROVIDER_OPTIONS) if isinstance(provider_cls, type) else provider_cls
+    )
+    state_cls = s.STATE_BACKEND or _default_state_backend()
+    return DocSyncServer(
+        doc_binding=get_binding_registry(),
+        provider=provider,
+        authenticate=s.AUTHENTICATE,
+        authorize=s.AUTHORIZE,
+        state=state_cls() if isinstance(state_cls, type) else state_cls,
+    )
+
+
+def _default_state_backend() -> type[BaseState]:
+    from django.conf import settings
+
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {})
+    if layer.get("BACKEND", "").startswith("channels_redis"):
+        try:
+            from .redis_state import RedisState
+        except ImportError:
+            return InProcessState
+        return RedisState
+    return InProcessState
+
+
+def reset_default_server() -> None:
+    """Forget the default server (settings changed)."""
+    global _default_server
+    _default_server = None

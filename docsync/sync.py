@@ -1,0 +1,67 @@
+"""The sync algorithm (PROTOCOL §4) as plain synchronous code.
+
+It runs inside ONE database hop: the caller wraps :func:`sync_document` (and
+the authorization before it) in a single ``database_sync_to_async`` call, and
+everything here happens in one provider transaction holding the document's
+lock, so two syncs of one document never interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .events import SyncRequest
+from .exceptions import DocumentDeleted, ValidationError
+from .providers.base import BaseProvider, Origin
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """The response of a sync, and what the server does after the ack."""
+
+    operations: list[Any]
+    serialized_doc: Any
+    clock: int
+    pending: int  # batches in the log after this sync (drives squashing)
+
+    def as_wire(self, doc_id: str) -> dict[str, Any]:
+        return {
+            "docId": doc_id,
+            "operations": self.operations,
+            "serializedDoc": self.serialized_doc,
+            "clock": self.clock,
+        }
+
+
+def sync_document(provider: BaseProvider, req: SyncRequest, origin: Origin) -> SyncOutcome:
+    """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5."""
+    writes = bool(req.operations) or req.serialized_doc is not None
+    mode = "readwrite" if writes else "readonly"
+    with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
+        record = tx.get_serialized_doc()
+        if record is not None:
+            if record.deleted:
+                raise DocumentDeleted(req.doc_id)
+            if record.doc_type and record.doc_type != req.doc_type:
+                raise ValidationError(
+                    f"type {req.doc_type!r} does not match document {req.doc_id!r}, "
+                    f"which is of type {record.doc_type!r}."
+                )
+        has_snapshot = record is not None and record.serialized_doc is not None
+        if not has_snapshot and req.serialized_doc is not None:
+            tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
+            record = tx.get_serialized_doc()
+            has_snapshot = False  # the client already has what we just stored
+        if has_snapshot and (req.serialized_doc is None or record.clock > req.clock):
+            snapshot, base = record.serialized_doc, record.clock
+        else:
+            snapshot, base = None, req.clock
+        batches = tx.get_operations(base)
+        operations = [op for batch in batches for op in batch.operations]
+        if req.operations:
+            clock = tx.save_operations(req.operations, origin)
+        else:
+            clock = record.latest_clock if record is not None else 0
+        snapshot_clock = record.clock if record is not None else 0
+    return SyncOutcome(operations, snapshot, clock, max(clock - snapshot_clock, 0))
