@@ -1,0 +1,53 @@
+"""System checks for ``ORMProvider``'s database (registered on import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _orm_provider_alias() -> str | None:
+    """The database alias ``ORMProvider`` is configured with, or ``None``."""
+    from .conf import docsync_settings
+    from .providers.orm import ORMProvider
+
+    provider = docsync_settings.PROVIDER
+    if isinstance(provider, ORMProvider):
+        return provider.using
+    if isinstance(provider, type) and issubclass(provider, ORMProvider):
+        return (docsync_settings.PROVIDER_OPTIONS or {}).get("using", "default")
+    return None
+
+
+@register()
+def check_orm_database(app_configs: Any = None, **kwargs: Any) -> list:
+    try:
+        alias = _orm_provider_alias()
+    except ImproperlyConfigured:
+        return []  # docsync.E001 reports broken settings
+    if alias is None:
+        return []
+    if alias not in settings.DATABASES:
+        return [
+            Error(
+                f"ORMProvider uses database {alias!r}, which is not in DATABASES.",
+                hint="Set DOCSYNC['PROVIDER_OPTIONS']['using'] to a DATABASES alias.",
+                id="docsync.E010",
+            )
+        ]
+    from .providers.orm import is_sqlite_without_immediate
+
+    if is_sqlite_without_immediate(alias):
+        return [
+            Warning(
+                f"ORMProvider uses SQLite database {alias!r} without IMMEDIATE "
+                "transactions: concurrent syncs of one document can fail with "
+                "'database is locked' instead of waiting their turn.",
+                hint=f"Add 'OPTIONS': {{'transaction_mode': 'IMMEDIATE'}} to DATABASES[{alias!r}].",
+                id="docsync.W010",
+            )
+        ]
+    return []

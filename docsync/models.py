@@ -1,0 +1,213 @@
+"""Documents in the database: the tables behind ``ORMProvider``.
+
+Storage of snapshots and operations
+-----------------------------------
+A snapshot, or one value of a batch's operations, is either a JSON value or
+bytes (binary bindings such as Yjs), and must come back exactly as it was
+stored. Both are kept in one binary column plus a short discriminator:
+
+* ``json``: the value as JSON text, UTF-8 encoded. Python's ``json`` keeps
+  dict key order, big integers, floats (``repr`` round-trips) and unicode
+  (lone surrogates too, through ``surrogatepass``).
+* ``bytes``: the raw bytes of a snapshot.
+* ``parts``: a list of operations values holding bytes: each value is framed
+  as one tag byte (``j`` JSON, ``b`` bytes), a 4-byte big-endian length, and
+  the payload.
+
+A ``JSONField`` was not used: on PostgreSQL it is ``jsonb``, which reorders
+dict keys and drops duplicates, and no backend's JSON column takes bytes.
+``BinaryField`` is ``bytea`` on PostgreSQL, ``longblob`` on MariaDB/MySQL and
+``BLOB`` on SQLite: it stores the bytes untouched everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+BINARY_TYPES = (bytes, bytearray, memoryview)
+_FRAME = struct.Struct(">cI")
+
+
+class ValueFormat(models.TextChoices):
+    """How a binary column's content is to be read back."""
+
+    NONE = "", "none"
+    JSON = "json", "JSON"
+    BYTES = "bytes", "bytes"
+    PARTS = "parts", "framed parts"
+
+
+def _dump_json(value: Any) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except TypeError as exc:
+        raise TypeError(
+            f"Cannot store {type(value).__name__} value: {exc}. Documents and "
+            "operations must be JSON values or bytes (bytes nested inside a "
+            "JSON value are not supported)."
+        ) from exc
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _load_json(data: bytes) -> Any:
+    return json.loads(bytes(data).decode("utf-8", "surrogatepass"))
+
+
+def encode_snapshot(value: Any) -> tuple[str, bytes | None]:
+    """Return ``(format, data)`` storing a snapshot (``None`` stays ``None``)."""
+    if value is None:
+        return ValueFormat.NONE, None
+    if isinstance(value, BINARY_TYPES):
+        return ValueFormat.BYTES, bytes(value)
+    return ValueFormat.JSON, _dump_json(value)
+
+
+def decode_snapshot(fmt: str, data: Any) -> Any:
+    """Inverse of :func:`encode_snapshot`."""
+    if data is None or fmt == ValueFormat.NONE:
+        return None
+    if fmt == ValueFormat.BYTES:
+        return bytes(data)
+    return _load_json(data)
+
+
+def encode_operations(values: list[Any]) -> tuple[str, bytes]:
+    """Return ``(format, data)`` storing a batch's list of operations values."""
+    if not any(isinstance(value, BINARY_TYPES) for value in values):
+        return ValueFormat.JSON, _dump_json(list(values))
+    frames = []
+    for value in values:
+        if isinstance(value, BINARY_TYPES):
+            tag, payload = b"b", bytes(value)
+        else:
+            tag, payload = b"j", _dump_json(value)
+        frames.append(_FRAME.pack(tag, len(payload)) + payload)
+    return ValueFormat.PARTS, b"".join(frames)
+
+
+def decode_operations(fmt: str, data: Any) -> list[Any]:
+    """Inverse of :func:`encode_operations`."""
+    data = bytes(data)
+    if fmt == ValueFormat.JSON:
+        return _load_json(data)
+    values, offset = [], 0
+    while offset < len(data):
+        tag, size = _FRAME.unpack_from(data, offset)
+        offset += _FRAME.size
+        payload = data[offset : offset + size]
+        offset += size
+        values.append(payload if tag == b"b" else _load_json(payload))
+    return values
+
+
+class DocIdField(models.CharField):
+    """A ``CharField`` compared byte for byte on every backend.
+
+    MariaDB and MySQL compare strings case-insensitively and ignoring
+    trailing spaces by default, which would make ``"Doc"`` and ``"doc "`` the
+    same document; there the column gets a binary, no-pad collation.
+    PostgreSQL and SQLite compare exactly already.
+    """
+
+    def db_type(self, connection):
+        if connection.vendor == "mysql":
+            return f"varchar({self.max_length}) CHARACTER SET utf8mb4"
+        return super().db_type(connection)
+
+    def db_parameters(self, connection):
+        params = super().db_parameters(connection)
+        if connection.vendor == "mysql" and not self.db_collation:
+            mariadb = getattr(connection, "mysql_is_mariadb", True)
+            params["collation"] = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+        return params
+
+
+class Document(models.Model):
+    """One document: its snapshot and the clocks of its log.
+
+    ``snapshot_clock`` is the clock folded into the snapshot and
+    ``latest_clock`` the newest clock ever given to a batch; the batches in
+    between are the :class:`OperationBatch` rows. A deleted document keeps
+    its row as a tombstone (``deleted_at`` set, no snapshot, no batches) so a
+    stale client cannot bring it back.
+    """
+
+    doc_id = DocIdField("document id", max_length=255, unique=True)
+    doc_type = models.CharField("type", max_length=100, blank=True)
+    snapshot = models.BinaryField(null=True, editable=False)
+    snapshot_format = models.CharField(
+        max_length=8, choices=ValueFormat.choices, blank=True, editable=False
+    )
+    snapshot_clock = models.BigIntegerField(default=0, editable=False)
+    latest_clock = models.BigIntegerField(default=0, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="docsync_documents",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    squash_error = models.TextField("last squash error", blank=True, default="")
+
+    class Meta:
+        verbose_name = "document"
+        verbose_name_plural = "documents"
+
+    def __str__(self) -> str:
+        return self.doc_id
+
+    @property
+    def pending(self) -> int:
+        """Batches in the log, not yet folded into the snapshot."""
+        return self.latest_clock - self.snapshot_clock
+
+    def get_snapshot(self) -> Any:
+        """The snapshot as the binding stored it (a JSON value, bytes or None)."""
+        return decode_snapshot(self.snapshot_format, self.snapshot)
+
+
+class OperationBatch(models.Model):
+    """One batch of operations a client sent, at its place in the document."""
+
+    # No index of its own: the unique (document, clock) index starts with it
+    # and also serves "batches of a document with clock > N" as a range scan.
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="batches", db_index=False
+    )
+    clock = models.BigIntegerField()
+    operations = models.BinaryField(editable=False)
+    operations_format = models.CharField(max_length=8, choices=ValueFormat.choices, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="docsync_batches",
+    )
+    device_id = models.CharField(max_length=255, blank=True)
+    client_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "operation batch"
+        verbose_name_plural = "operation batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "clock"], name="docsync_batch_document_clock"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}@{self.clock}"
+
+    def get_operations(self) -> list[Any]:
+        """The batch's list of operations values."""
+        return decode_operations(self.operations_format, self.operations)

@@ -1,0 +1,249 @@
+"""``ORMProvider``: documents in the Django database (``docsync.models``).
+
+Each transaction is one ``transaction.atomic()`` that starts by locking the
+document's row with ``SELECT ... FOR UPDATE`` and holds it to the end, in both
+modes: writers to one document queue up, so clocks are handed out in commit
+order without gaps, and a reader never sees a squash half-written. SQLite has
+no row locks; there the database must run in ``IMMEDIATE`` transaction mode
+(``OPTIONS={"transaction_mode": "IMMEDIATE"}``) so that every transaction
+takes the write lock when it begins (system check ``docsync.W010``).
+
+A ``readwrite`` transaction on a document that does not exist yet inserts
+its row at once, so that concurrent creators queue on the unique ``doc_id``
+like everyone else; the loser of that race locks the winner's row instead.
+The row is removed again at the end if nothing was written.
+
+Queries per transaction do not depend on the log's length: one to lock,
+one per read or write, and one ``UPDATE`` of the document at the end (see
+``tests/test_orm_queries.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.utils import timezone
+
+from ..exceptions import StorageError
+from ..models import (
+    Document,
+    OperationBatch,
+    decode_operations,
+    encode_operations,
+    encode_snapshot,
+)
+from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
+
+logger = logging.getLogger(__name__)
+
+
+class ORMTransaction(ProviderTransaction):
+    """A transaction holding the lock on one :class:`Document` row."""
+
+    def __init__(self, doc_id: str, mode: Mode, doc_type: str | None, using: str) -> None:
+        super().__init__(doc_id, mode, doc_type)
+        self.using = using
+        self.doc: Document | None = None
+        # False while the row is only a placeholder inserted to take the lock.
+        self.exists = False
+        self.dirty: set[str] = set()
+        self._users: dict[str, Any] = {}
+
+    # Locking and flushing (called by ORMProvider.transaction).
+
+    def lock(self) -> None:
+        self.doc = self._select_for_update()
+        self.exists = self.doc is not None
+        if self.doc is None and self.mode == "readwrite":
+            self._insert_placeholder()
+
+    def _select_for_update(self) -> Document | None:
+        queryset = Document.objects.using(self.using).select_for_update()
+        return queryset.filter(doc_id=self.doc_id).first()
+
+    def _insert_placeholder(self) -> None:
+        try:
+            with transaction.atomic(using=self.using):
+                self.doc = Document.objects.using(self.using).create(
+                    doc_id=self.doc_id, doc_type=self.doc_type or ""
+                )
+        except IntegrityError:
+            # Another transaction created it first and has committed: lock
+            # its row like any existing document.
+            self.doc = self._select_for_update()
+            self.exists = self.doc is not None
+            if self.doc is None:
+                raise
+
+    def flush(self) -> None:
+        if self.doc is None:
+            return
+        if not self.exists:
+            self.doc.delete(using=self.using)
+        elif self.dirty:
+            self.doc.save(using=self.using, update_fields=self.dirty | {"updated_at"})
+
+    # The contract.
+
+    def get_serialized_doc(self) -> DocRecord | None:
+        doc = self.doc
+        if doc is None or not self.exists:
+            return None
+        return DocRecord(
+            doc_id=self.doc_id,
+            doc_type=doc.doc_type,
+            serialized_doc=doc.get_snapshot(),
+            clock=doc.snapshot_clock,
+            latest_clock=doc.latest_clock,
+            deleted=doc.deleted_at is not None,
+            owner_id=None if doc.owner_id is None else str(doc.owner_id),
+        )
+
+    def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
+        if self.doc is None or not self.exists:
+            return []
+        rows = self.doc.batches.using(self.using).filter(clock__gt=after_clock)
+        if up_to_clock is not None:
+            rows = rows.filter(clock__lte=up_to_clock)
+        rows = rows.order_by("clock").values_list("clock", "operations_format", "operations")
+        return [Batch(clock, decode_operations(fmt, data)) for clock, fmt, data in rows]
+
+    def save_operations(self, operations: list[Any], origin: Origin) -> int:
+        doc = self._writable_doc(origin)
+        fmt, data = encode_operations(operations)
+        clock = doc.latest_clock + 1
+        OperationBatch.objects.using(self.using).create(
+            document=doc,
+            clock=clock,
+            operations=data,
+            operations_format=fmt,
+            user=self._user(origin.user_id),
+            device_id=origin.device_id or "",
+            client_id=origin.client_id or "",
+        )
+        self._set(latest_clock=clock)
+        return clock
+
+    def save_serialized_doc(
+        self, serialized_doc: Any, clock: int, origin: Origin | None = None
+    ) -> None:
+        doc = self._writable_doc(origin)
+        fmt, data = encode_snapshot(serialized_doc)
+        self._set(
+            snapshot=data,
+            snapshot_format=fmt,
+            snapshot_clock=clock,
+            latest_clock=max(doc.latest_clock, clock),
+        )
+
+    def delete_operations(self, up_to_clock: int) -> int:
+        self.check_writable()
+        if self.doc is None or not self.exists:
+            return 0
+        batches = self.doc.batches.using(self.using).filter(clock__lte=up_to_clock)
+        return batches.delete()[0]
+
+    def delete_doc(self) -> bool:
+        self.check_writable()
+        if self.doc is None or not self.exists or self.doc.deleted_at is not None:
+            return False
+        self.doc.batches.using(self.using).all().delete()
+        self._set(snapshot=None, snapshot_format="", deleted_at=timezone.now())
+        return True
+
+    def record_squash_failure(self, message: str | None) -> None:
+        self.check_writable()
+        message = message or ""
+        if self.doc is not None and self.exists and self.doc.squash_error != message:
+            self._set(squash_error=message)
+
+    # Helpers.
+
+    def _writable_doc(self, origin: Origin | None) -> Document:
+        self.check_writable()
+        assert self.doc is not None  # lock() inserted the row in readwrite mode
+        if not self.exists:
+            self.exists = True
+            self._set(owner=self._user(origin.user_id if origin else None))
+        return self.doc
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(self.doc, name, value)
+            self.dirty.add(name)
+
+    def _user(self, user_id: str | None) -> Any:
+        """The user whose pk is ``user_id``, or ``None`` (unknown or malformed)."""
+        if user_id is None:
+            return None
+        if user_id not in self._users:
+            model = get_user_model()
+            try:
+                pk = model._meta.pk.to_python(user_id)
+            except (ValidationError, TypeError, ValueError):
+                pk = None
+            user = None
+            if pk is not None:
+                user = model._default_manager.db_manager(self.using).filter(pk=pk).first()
+            self._users[user_id] = user
+        return self._users[user_id]
+
+
+class ORMProvider(BaseProvider):
+    """Keeps documents in Django's database.
+
+    Options: ``using``, the database alias (default ``"default"``).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - {"using"})
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown ORMProvider options: {', '.join(unknown)}. "
+                "The only option is 'using' (a database alias)."
+            )
+        super().__init__(**options)
+        self.using: str = options.get("using", "default")
+
+    @contextmanager
+    def transaction(
+        self, mode: Mode, doc_id: str, *, doc_type: str | None = None
+    ) -> Iterator[ORMTransaction]:
+        tx = ORMTransaction(doc_id, mode, doc_type, self.using)
+        try:
+            with transaction.atomic(using=self.using):
+                tx.lock()
+                yield tx
+                tx.flush()
+        except DatabaseError as exc:
+            logger.exception("Database error on document %r", doc_id)
+            raise StorageError() from exc
+
+    def purge_tombstones(self, older_than: timedelta) -> int:
+        """Delete tombstones deleted more than ``older_than`` ago; return how many.
+
+        A purged document id can be used again: a client that still holds a
+        copy of it would bring it back.
+        """
+        cutoff = timezone.now() - older_than
+        tombstones = Document.objects.using(self.using).filter(deleted_at__lt=cutoff)
+        return tombstones.delete()[1].get(Document._meta.label, 0)
+
+    def __repr__(self) -> str:
+        return f"ORMProvider(using={self.using!r})"
+
+
+def is_sqlite_without_immediate(using: str) -> bool:
+    """True when ``using`` is SQLite not in ``IMMEDIATE`` transaction mode."""
+    config = connections.settings[using]
+    if not config["ENGINE"].endswith("sqlite3"):
+        return False
+    mode = (config.get("OPTIONS") or {}).get("transaction_mode") or ""
+    return mode.upper() not in ("IMMEDIATE", "EXCLUSIVE")
