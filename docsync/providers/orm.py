@@ -54,6 +54,8 @@ class ORMTransaction(ProviderTransaction):
         # False while the row is only a placeholder inserted to take the lock.
         self.exists = False
         self.dirty: set[str] = set()
+        self._snapshot: Any = None
+        self._snapshot_loaded = False
         self._users: dict[str, Any] = {}
 
     # Locking and flushing (called by ORMProvider.transaction).
@@ -99,7 +101,7 @@ class ORMTransaction(ProviderTransaction):
         return DocRecord(
             doc_id=self.doc_id,
             doc_type=doc.doc_type,
-            serialized_doc=doc.get_snapshot(),
+            serialized_doc=self._get_snapshot(),
             clock=doc.snapshot_clock,
             latest_clock=doc.latest_clock,
             deleted=doc.deleted_at is not None,
@@ -136,6 +138,7 @@ class ORMTransaction(ProviderTransaction):
     ) -> None:
         doc = self._writable_doc(origin)
         fmt, data = encode_snapshot(serialized_doc)
+        self._snapshot, self._snapshot_loaded = serialized_doc, True
         self._set(
             snapshot=data,
             snapshot_format=fmt,
@@ -155,6 +158,7 @@ class ORMTransaction(ProviderTransaction):
         if self.doc is None or not self.exists or self.doc.deleted_at is not None:
             return False
         self.doc.batches.using(self.using).all().delete()
+        self._snapshot, self._snapshot_loaded = None, True
         self._set(snapshot=None, snapshot_format="", deleted_at=timezone.now())
         return True
 
@@ -173,6 +177,12 @@ class ORMTransaction(ProviderTransaction):
             self.exists = True
             self._set(owner=self._user(origin.user_id if origin else None))
         return self.doc
+
+    def _get_snapshot(self) -> Any:
+        # Decoded once: a sync reads the record again after storing a snapshot.
+        if not self._snapshot_loaded:
+            self._snapshot, self._snapshot_loaded = self.doc.get_snapshot(), True
+        return self._snapshot
 
     def _set(self, **values: Any) -> None:
         for name, value in values.items():

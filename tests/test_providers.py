@@ -1,0 +1,391 @@
+"""The provider contract suite: every provider must pass all of it.
+
+Parametrized over ``InMemoryProvider`` and ``ORMProvider`` on SQLite,
+PostgreSQL and MariaDB; a new provider proves itself by being added to
+``PROVIDERS``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from docsync.bindings import BindingRegistry
+from docsync.providers.base import BaseProvider, Batch, DocRecord, Origin
+from docsync.providers.memory import InMemoryProvider
+from docsync.providers.orm import ORMProvider
+from docsync.squash import SquashResult, squash_document
+from tests.bindings import HookedListBinding, ListBinding
+from tests.conftest_db import db_param, require_database
+
+ORIGIN = Origin(user_id=None, device_id="device-1", client_id="client-1")
+
+PROVIDERS = [
+    db_param(None, None, id="memory"),
+    db_param("default", "default", id="orm-sqlite"),
+    db_param("postgres", "postgres", id="orm-postgres"),
+    db_param("mariadb", "mariadb", id="orm-mariadb"),
+]
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request) -> BaseProvider:
+    alias = request.param
+    require_database(alias)
+    return InMemoryProvider() if alias is None else ORMProvider(using=alias)
+
+
+@pytest.fixture
+def user_id(provider) -> str:
+    """The id of an existing user, as a transport would pass it in an Origin."""
+    if not isinstance(provider, ORMProvider):
+        return "7"
+    manager = get_user_model().objects.db_manager(provider.using)
+    return str(manager.create_user(username="alice", password="x").pk)
+
+
+def registry(binding=None) -> BindingRegistry:
+    result = BindingRegistry()
+    result.register("list", binding or ListBinding())
+    return result
+
+
+def append(provider: BaseProvider, doc_id: str, *operations: Any, origin=ORIGIN) -> int:
+    with provider.transaction("readwrite", doc_id, doc_type="list") as tx:
+        return tx.save_operations(list(operations), origin)
+
+
+def record(provider: BaseProvider, doc_id: str) -> DocRecord | None:
+    with provider.transaction("readonly", doc_id) as tx:
+        return tx.get_serialized_doc()
+
+
+def log(provider: BaseProvider, doc_id: str, after: int = 0, up_to: int | None = None):
+    with provider.transaction("readonly", doc_id) as tx:
+        return tx.get_operations(after, up_to)
+
+
+class Boom(Exception):
+    pass
+
+
+# Reading and creating.
+
+
+def test_missing_document_reads_as_none(provider):
+    with provider.transaction("readonly", "nope") as tx:
+        assert tx.get_serialized_doc() is None
+        assert tx.get_operations(0) == []
+
+
+def test_readwrite_transaction_without_writes_creates_nothing(provider):
+    with provider.transaction("readwrite", "nope", doc_type="list") as tx:
+        assert tx.get_serialized_doc() is None
+        assert tx.get_operations(0) == []
+        tx.record_squash_failure("nothing to record")
+    assert record(provider, "nope") is None
+
+
+def test_save_operations_creates_the_document(provider, user_id):
+    origin = Origin(user_id=user_id, device_id="d", client_id="c")
+    with provider.transaction("readwrite", "doc", doc_type="list") as tx:
+        assert tx.save_operations([{"op": 1}], origin) == 1
+        assert tx.get_serialized_doc() == DocRecord(
+            doc_id="doc", doc_type="list", serialized_doc=None, clock=0, latest_clock=1,
+            owner_id=user_id,
+        )  # fmt: skip
+    stored = record(provider, "doc")
+    assert stored == DocRecord("doc", "list", None, 0, 1, deleted=False, owner_id=user_id)
+    assert stored.pending == 1
+    assert log(provider, "doc") == [Batch(1, [{"op": 1}])]
+
+
+def test_save_serialized_doc_creates_the_document(provider, user_id):
+    origin = Origin(user_id=user_id)
+    with provider.transaction("readwrite", "doc", doc_type="list") as tx:
+        tx.save_serialized_doc(["a", "b"], 5, origin)
+    stored = record(provider, "doc")
+    assert stored == DocRecord("doc", "list", ["a", "b"], 5, 5, owner_id=user_id)
+    assert stored.pending == 0
+    assert append(provider, "doc", "c") == 6
+
+
+def test_existing_document_keeps_its_type_and_owner(provider, user_id):
+    append(provider, "doc", 1, origin=Origin(user_id=user_id))
+    with provider.transaction("readwrite", "doc", doc_type="other") as tx:
+        tx.save_operations([2], Origin(user_id=None))
+    stored = record(provider, "doc")
+    assert (stored.doc_type, stored.owner_id) == ("list", user_id)
+
+
+# Clocks and the log.
+
+
+def test_clocks_are_gap_free_across_and_within_transactions(provider):
+    assert [append(provider, "doc", n) for n in range(3)] == [1, 2, 3]
+    with provider.transaction("readwrite", "doc") as tx:
+        assert [tx.save_operations([n], ORIGIN) for n in range(3, 6)] == [4, 5, 6]
+        assert tx.get_serialized_doc().latest_clock == 6
+    assert [batch.clock for batch in log(provider, "doc")] == [1, 2, 3, 4, 5, 6]
+    assert record(provider, "other") is None
+
+
+def test_documents_have_their_own_clocks(provider):
+    assert append(provider, "a", 1) == 1
+    assert append(provider, "b", 1) == 1
+    assert append(provider, "a", 2) == 2
+
+
+@pytest.mark.parametrize(
+    "after, up_to, expected",
+    [
+        (0, None, [1, 2, 3, 4, 5]),
+        (2, None, [3, 4, 5]),
+        (2, 4, [3, 4]),
+        (0, 1, [1]),
+        (5, None, []),
+        (4, 4, []),
+        (0, 0, []),
+        (3, 100, [4, 5]),
+    ],
+)
+def test_get_operations_ranges(provider, after, up_to, expected):
+    for n in range(1, 6):
+        append(provider, "doc", f"op{n}", n)
+    batches = log(provider, "doc", after, up_to)
+    assert batches == [Batch(clock, [f"op{clock}", clock]) for clock in expected]
+
+
+def test_get_operations_sees_writes_of_the_same_transaction(provider):
+    append(provider, "doc", "a")
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_operations(["b"], ORIGIN)
+        assert tx.get_operations(0) == [Batch(1, ["a"]), Batch(2, ["b"])]
+
+
+def test_save_serialized_doc_raises_latest_clock_never_lowers_it(provider):
+    for n in range(3):
+        append(provider, "doc", n)
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_serialized_doc([0, 1], 2)
+    assert (record(provider, "doc").clock, record(provider, "doc").latest_clock) == (2, 3)
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_serialized_doc([0, 1, 2, "x"], 10)
+    stored = record(provider, "doc")
+    assert (stored.serialized_doc, stored.clock, stored.latest_clock) == ([0, 1, 2, "x"], 10, 10)
+    assert append(provider, "doc", "next") == 11
+
+
+def test_delete_operations_removes_only_up_to_the_clock(provider):
+    for n in range(1, 6):
+        append(provider, "doc", n)
+    with provider.transaction("readwrite", "doc") as tx:
+        assert tx.delete_operations(3) == 3
+        assert tx.delete_operations(3) == 0
+    assert [batch.clock for batch in log(provider, "doc")] == [4, 5]
+    assert record(provider, "doc").latest_clock == 5
+    assert append(provider, "doc", 6) == 6
+
+
+def test_an_error_rolls_back_every_write(provider):
+    append(provider, "doc", "a")
+    append(provider, "doc", "b")
+    before = (record(provider, "doc"), log(provider, "doc"))
+    with pytest.raises(Boom):
+        with provider.transaction("readwrite", "doc") as tx:
+            tx.save_operations(["c"], ORIGIN)
+            tx.save_serialized_doc(["a", "b", "c"], 3)
+            tx.delete_operations(3)
+            tx.record_squash_failure("failed")
+            raise Boom
+    assert (record(provider, "doc"), log(provider, "doc")) == before
+    assert append(provider, "doc", "c") == 3
+
+
+def test_an_error_while_creating_leaves_no_document(provider):
+    with pytest.raises(Boom):
+        with provider.transaction("readwrite", "new", doc_type="list") as tx:
+            tx.save_operations(["a"], ORIGIN)
+            raise Boom
+    assert record(provider, "new") is None
+    assert append(provider, "new", "a") == 1
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda tx: tx.save_operations([1], ORIGIN),
+        lambda tx: tx.save_serialized_doc([1], 1),
+        lambda tx: tx.delete_operations(1),
+        lambda tx: tx.delete_doc(),
+    ],
+    ids=["save_operations", "save_serialized_doc", "delete_operations", "delete_doc"],
+)
+def test_readonly_transactions_refuse_writes(provider, write):
+    append(provider, "doc", 0)
+    with pytest.raises(RuntimeError, match="readonly"):
+        with provider.transaction("readonly", "doc") as tx:
+            write(tx)
+    assert log(provider, "doc") == [Batch(1, [0])]
+
+
+# Tombstones.
+
+
+def test_delete_doc_leaves_a_tombstone(provider):
+    append(provider, "doc", "a")
+    append(provider, "doc", "b")
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_serialized_doc(["a"], 1)
+    with provider.transaction("readwrite", "doc") as tx:
+        assert tx.delete_doc() is True
+        assert tx.get_serialized_doc().deleted
+    stored = record(provider, "doc")
+    assert stored.deleted and stored.serialized_doc is None
+    assert (stored.doc_type, stored.latest_clock) == ("list", 2)
+    assert log(provider, "doc") == []
+    with provider.transaction("readwrite", "doc") as tx:
+        assert tx.delete_doc() is False
+    assert record(provider, "doc").deleted
+
+
+def test_delete_doc_of_a_missing_document_is_false(provider):
+    with provider.transaction("readwrite", "nope", doc_type="list") as tx:
+        assert tx.delete_doc() is False
+    assert record(provider, "nope") is None
+
+
+# Values round-trip exactly.
+
+SNAPSHOTS = [
+    {"b": 1, "a": {"z": [1, 2, {"y": None, "x": False}], "c": True}, "é": "日本語 🌍"},
+    2**100,
+    -(2**70),
+    [0.1, 1e300, -0.0, 3.0, 5e-324],
+    "nul \u0000, lone surrogate \ud800, emoji 🎉",
+    b"\x00\x01\xfe\xffbinary\r\n",
+    b"",
+    "",
+    0,
+    False,
+    [],
+    {},
+]
+
+
+@pytest.mark.parametrize("value", SNAPSHOTS, ids=[f"snapshot{i}" for i in range(len(SNAPSHOTS))])
+def test_snapshots_round_trip(provider, value):
+    with provider.transaction("readwrite", "doc", doc_type="list") as tx:
+        tx.save_serialized_doc(value, 1)
+    stored = record(provider, "doc").serialized_doc
+    assert type(stored) is type(value)
+    assert stored == value
+    if not isinstance(value, bytes):
+        assert json.dumps(stored) == json.dumps(value)  # same key order, same floats
+
+
+OPERATIONS = [
+    [{"b": 1, "a": 2}, [1, [2, {"y": 3, "x": 4}]], "text é🌍", 2**80, None, 1.5, True],
+    [b"\x00\xff update", {"json": "and bytes"}, b"", "s", 2**70],
+    [b"only bytes"],
+    [],
+]
+
+
+@pytest.mark.parametrize(
+    "operations", OPERATIONS, ids=[f"operations{i}" for i in range(len(OPERATIONS))]
+)
+def test_operations_round_trip(provider, operations):
+    append(provider, "doc", *operations)
+    [batch] = log(provider, "doc")
+    assert batch.operations == operations
+    assert [type(value) for value in batch.operations] == [type(value) for value in operations]
+    assert json.dumps(batch.operations, default=repr) == json.dumps(operations, default=repr)
+
+
+# Squashing, through docsync.squash.
+
+
+def test_squash_folds_the_log_into_the_snapshot(provider):
+    for n in range(1, 4):
+        append(provider, "doc", f"op{n}")
+    result = squash_document(provider, registry(), "doc")
+    assert result == SquashResult("doc", 3, 3)
+    stored = record(provider, "doc")
+    assert (stored.serialized_doc, stored.clock, stored.latest_clock) == (
+        ["op1", "op2", "op3"],
+        3,
+        3,
+    )
+    assert log(provider, "doc") == []
+    append(provider, "doc", "op4")
+    assert squash_document(provider, registry(), "doc") == SquashResult("doc", 4, 1)
+    assert record(provider, "doc").serialized_doc == ["op1", "op2", "op3", "op4"]
+
+
+def test_squash_with_nothing_to_do_returns_none(provider):
+    assert squash_document(provider, registry(), "nope") is None
+    with provider.transaction("readwrite", "doc", doc_type="list") as tx:
+        tx.save_serialized_doc(["a"], 1)
+    assert squash_document(provider, registry(), "doc") is None
+    append(provider, "untyped", "a")  # "list" has a binding, other types none
+    assert squash_document(provider, BindingRegistry(), "untyped") is None
+    assert record(provider, "untyped").pending == 1
+
+
+def test_squash_never_loses_a_batch_appended_while_folding(provider):
+    append(provider, "doc", "a")
+    append(provider, "doc", "b")
+    binding = HookedListBinding(lambda: append(provider, "doc", "late"))
+    assert squash_document(provider, registry(binding), "doc") == SquashResult("doc", 2, 2)
+    stored = record(provider, "doc")
+    assert (stored.serialized_doc, stored.clock, stored.latest_clock) == (["a", "b"], 2, 3)
+    assert log(provider, "doc") == [Batch(3, ["late"])]
+    squash_document(provider, registry(), "doc")
+    assert record(provider, "doc").serialized_doc == ["a", "b", "late"]
+
+
+def test_squash_gives_up_when_another_squash_got_there_first(provider):
+    append(provider, "doc", "a")
+    binding = HookedListBinding(lambda: squash_document(provider, registry(), "doc"))
+    assert squash_document(provider, registry(binding), "doc") is None
+    stored = record(provider, "doc")
+    assert (stored.serialized_doc, stored.clock, stored.pending) == (["a"], 1, 0)
+
+
+def test_squash_gives_up_when_the_document_was_deleted_meanwhile(provider):
+    append(provider, "doc", "a")
+
+    def delete():
+        with provider.transaction("readwrite", "doc") as tx:
+            tx.delete_doc()
+
+    assert squash_document(provider, registry(HookedListBinding(delete)), "doc") is None
+    stored = record(provider, "doc")
+    assert stored.deleted and stored.serialized_doc is None
+
+
+def test_a_failing_squash_changes_nothing(provider):
+    append(provider, "doc", "a")
+    append(provider, "doc", "boom")
+    before = (record(provider, "doc"), log(provider, "doc"))
+    with pytest.raises(ValueError, match="boom"):
+        squash_document(provider, registry(), "doc")
+    assert (record(provider, "doc"), log(provider, "doc")) == before
+
+
+def test_record_squash_failure_is_accepted_in_readwrite(provider):
+    append(provider, "doc", "a")
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.record_squash_failure("ValueError: bad")
+        tx.record_squash_failure(None)
+    assert record(provider, "doc").pending == 1
+
+
+def test_document_ids_are_compared_exactly(provider):
+    ids = ["Doc", "doc", "doc ", "dóc", "d" * 255]
+    assert [append(provider, doc_id, doc_id) for doc_id in ids] == [1] * len(ids)
+    assert [log(provider, doc_id) for doc_id in ids] == [[Batch(1, [doc_id])] for doc_id in ids]
