@@ -1,0 +1,31 @@
+"""``manage.py docsync_token USERNAME [--create]``: print a DRF token for a user."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Print the DRF token of a user (creating the token, and with --create the user)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument(
+            "--create", action="store_true", help="create the user if it does not exist"
+        )
+
+    def handle(self, *args, username, create, **options):
+        from rest_framework.authtoken.models import Token
+
+        User = get_user_model()
+        lookup = {User.USERNAME_FIELD: username}
+        user = User.objects.filter(**lookup).first()
+        if user is None:
+            if not create:
+                raise CommandError(
+                    f"No user {username!r}; pass --create to create it, or use createsuperuser."
+                )
+            user = User.objects.create_user(**lookup)
+            user.set_unusable_password()
+            user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+        self.stdout.write(token.key)
