@@ -201,7 +201,8 @@ class ORMTransaction(ProviderTransaction):
                 pk = None
             user = None
             if pk is not None:
-                user = model._default_manager.db_manager(self.using).filter(pk=pk).first()
+                users = model._default_manager.db_manager(self.using).filter(pk=pk)
+                user = users.only("pk").first()
             self._users[user_id] = user
         return self._users[user_id]
 

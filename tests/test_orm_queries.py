@@ -1,0 +1,98 @@
+"""ORMProvider costs a small, fixed number of queries per transaction.
+
+Counts include the ``BEGIN`` and ``COMMIT`` that Django records; they do not
+depend on the length of the log.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from docsync.providers.base import Origin
+from docsync.providers.orm import ORMProvider
+from tests.conftest_db import db_param, require_database
+
+ALIASES = [
+    db_param("default", "default", id="sqlite"),
+    db_param("postgres", "postgres", id="postgres"),
+    db_param("mariadb", "mariadb", id="mariadb"),
+]
+
+
+@pytest.fixture(params=ALIASES)
+def alias(request) -> str:
+    require_database(request.param)
+    return request.param
+
+
+@pytest.fixture
+def origin(alias) -> Origin:
+    user = get_user_model().objects.db_manager(alias).create_user(username="bob")
+    return Origin(user_id=str(user.pk), device_id="d", client_id="c")
+
+
+def count_queries(alias: str, work) -> int:
+    with CaptureQueriesContext(connections[alias]) as queries:
+        work()
+    return len(queries.captured_queries)
+
+
+def fill(provider: ORMProvider, doc_id: str, batches: int, origin: Origin) -> None:
+    with provider.transaction("readwrite", doc_id, doc_type="list") as tx:
+        for n in range(batches):
+            tx.save_operations([n, {"n": n}], origin)
+
+
+def sync(provider: ORMProvider, doc_id: str, origin: Origin):
+    """What a sync with operations does: read the record and log, append."""
+
+    def work():
+        with provider.transaction("readwrite", doc_id, doc_type="list") as tx:
+            record = tx.get_serialized_doc()
+            tx.get_operations(record.clock if record else 0)
+            tx.save_operations(["new"], origin)
+
+    return work
+
+
+def pull(provider: ORMProvider, doc_id: str):
+    def work():
+        with provider.transaction("readonly", doc_id) as tx:
+            tx.get_serialized_doc()
+            tx.get_operations(0)
+
+    return work
+
+
+def squash_write(provider: ORMProvider, doc_id: str):
+    def work():
+        with provider.transaction("readwrite", doc_id) as tx:
+            record = tx.get_serialized_doc()
+            tx.save_serialized_doc(["folded"], record.latest_clock)
+            tx.delete_operations(record.latest_clock)
+            tx.record_squash_failure(None)
+
+    return work
+
+
+@pytest.mark.parametrize("batches", [1, 200])
+def test_queries_do_not_grow_with_the_log(alias, origin, batches):
+    provider = ORMProvider(using=alias)
+    fill(provider, "doc", batches, origin)
+    # BEGIN, lock, read log, COMMIT
+    assert count_queries(alias, pull(provider, "doc")) == 4
+    # BEGIN, lock, read log, look up the user, insert batch, update document, COMMIT
+    assert count_queries(alias, sync(provider, "doc", origin)) == 7
+    # BEGIN, lock, delete batches, update document, COMMIT
+    assert count_queries(alias, squash_write(provider, "doc")) == 5
+
+
+def test_creating_a_document_costs_two_more(alias, origin):
+    provider = ORMProvider(using=alias)
+    # BEGIN, lock (no row), SAVEPOINT, insert document, RELEASE, look up the
+    # user, insert batch, update document, COMMIT (a new log is not read)
+    assert count_queries(alias, sync(provider, "new", origin)) == 9
+    assert count_queries(alias, pull(provider, "missing")) == 3  # BEGIN, lock, COMMIT
