@@ -108,8 +108,8 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close=False
     ) -> None:
-        if self.closing and not close:
-            return
+        if self.closing:
+            return  # nothing goes out after a server-side close
         await super().send(text_data, bytes_data, close)
 
     async def _send_frames(self, frames: list[str | bytes]) -> None:
@@ -184,7 +184,8 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         await self._end(reason)
-        await self.send(close=code)
+        # Not send(close=...): channels 4.3 refuses a send without data.
+        await self.close(code=code)
 
     async def _end(self, reason: str) -> None:
         if getattr(self, "closing", True):
