@@ -217,7 +217,7 @@ class ORMProvider(BaseProvider):
         unknown = sorted(set(options) - {"using"})
         if unknown:
             raise ImproperlyConfigured(
-                f"Unknown ORMProvider options: {', '.join(unknown)}. "
+                f"Unknown ORMProvider options: {', '.join(map(repr, unknown))}. "
                 "The only option is 'using' (a database alias)."
             )
         super().__init__(**options)
