@@ -150,6 +150,17 @@ def test_updates_that_wait_for_a_missing_update_are_kept(binding):
     assert snapshot == squash(binding, None, updates_a + updates_b)
 
 
+def test_a_delete_of_content_not_seen_yet_is_kept(binding):
+    a, b = Doc(client_id=1), Doc(client_id=2)
+    updates_a = recorder(a)
+    a["content"] = Text("one two")
+    b.apply_update(a.get_update())
+    updates_b = recorder(b)
+    del b.get("content", type=Text)[0:4]
+    snapshot = squash(binding, squash(binding, None, updates_b), updates_a)
+    assert str(load(snapshot).get("content", type=Text)) == "two"
+
+
 def test_waiting_updates_are_kept_with_real_edits_in_any_order(binding, edits):
     updates, a, _ = edits
     for seed in range(5):
