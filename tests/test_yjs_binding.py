@@ -150,6 +150,19 @@ def test_updates_that_wait_for_a_missing_update_are_kept(binding):
     assert snapshot == squash(binding, None, updates_a + updates_b)
 
 
+def test_many_waiting_updates_are_merged_exactly(binding):
+    doc = Doc(client_id=1)
+    updates = recorder(doc)
+    items = doc.get("items", type=Array)
+    for i in range(300):
+        items.append(i)
+    snapshot = squash(binding, None, updates[1:])  # all wait for the first
+    assert binding.merge(updates[1:]) == pycrdt.merge_updates(*updates[1:])
+    snapshot = squash(binding, snapshot, updates[:1])
+    assert load(snapshot).get("items", type=Array).to_py() == list(range(300))
+    assert snapshot == doc.get_update()
+
+
 def test_a_delete_of_content_not_seen_yet_is_kept(binding):
     a, b = Doc(client_id=1), Doc(client_id=2)
     updates_a = recorder(a)

