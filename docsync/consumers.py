@@ -88,8 +88,10 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
                 reason=f"Unsupported protocol: EIO={eio or '?'} transport={transport or '?'}; "
                 "this server speaks Engine.IO 4 over WebSocket",
             )
+            self.closing = True
             return
         self.sid = new_sid()
+        self.srv.register(self)  # server.close() closes sockets that never CONNECT too
         await self.send(
             p.open_packet(
                 self.sid, self.srv.ping_interval, self.srv.ping_timeout, self.srv.max_payload
@@ -195,6 +197,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             self.connect_deadline.cancel()
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
+        self.srv.unregister(self)
         await self._leave_namespace(reason)
 
     # -- Socket.IO -----------------------------------------------------------
@@ -253,7 +256,6 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
         self.user = identity.pop("user", None)
         self.identity = identity
         self.connect_deadline.cancel()
-        self.srv.register(self)
         await self.send(p.encode_connect(new_sid()))
         await self.emit("identity", {"userId": identity["userId"]})
         await self.srv.emit(
@@ -269,7 +271,6 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             await self.srv.emit(
                 "doc_unsubscribe", self._event(docId=doc_id, reason=reason), user=self.user
             )
-        self.srv.unregister(self)
         event = self._event(reason=reason)
         self.identity = None
         await self.srv.emit("client_disconnect", event, user=self.user)
@@ -340,8 +341,12 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
         return Origin(ident["userId"], ident["deviceId"], ident["clientId"])
 
     async def on_sync(self, data: Any, ack_id: int | None) -> None:
-        req = parse_sync(data)
         started = time.perf_counter()
+        try:
+            req = parse_sync(data)
+        except ValidationError as exc:
+            await self._sync_event(_raw_sync(data), started, error=exc)
+            raise
         doc_id = req.doc_id
         async with self.srv.doc_lock(doc_id):
             first = doc_id not in self.docs
@@ -353,7 +358,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             except Exception as exc:
                 if first:
                     await self.channel_layer.group_discard(doc_group(doc_id), self.channel_name)
-                await self._sync_event(req, started, error=exc)
+                await self._sync_event(req.as_wire(), started, error=exc)
                 raise
             members = await self._subscribe(doc_id) if first else None
             response = {"data": outcome.as_wire(doc_id)}
@@ -361,22 +366,24 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             if req.operations:
                 await self._dirty(doc_id, members)
         self.srv.maybe_squash(doc_id, outcome.pending)
-        await self._sync_event(req, started, outcome=outcome, members=members)
+        await self._sync_event(req.as_wire(), started, outcome=outcome, members=members)
 
     async def _sync_event(self, req, started, *, outcome=None, error=None, members=None) -> None:
+        """Fire sync_request for ``req`` (its wire fields), success or error."""
         if not self.srv.wants("sync_request"):
             return
+        doc_id = req["docId"] if isinstance(req["docId"], str) else None
         if members is None:
-            members = await self.srv.state.members(req.doc_id)
+            members = await self.srv.state.members(doc_id) if doc_id else []
         fields: dict[str, Any] = {
             "status": "error" if error is not None else "success",
-            "req": req.as_wire(),
+            "req": req,
             "durationMs": (time.perf_counter() - started) * 1000,
             "clientsCount": len(members),
             "devicesCount": len({m.device_id for m in members}),
         }
         if outcome is not None:
-            res = outcome.as_wire(req.doc_id)
+            res = outcome.as_wire(doc_id)
             del res["docId"]
             fields["res"] = res
         else:
@@ -386,7 +393,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
                 "message": wire.message if wire else str(error),
                 "stack": None,
             }
-        await self.srv.emit("sync_request", self._event(docId=req.doc_id, **fields), user=self.user)
+        await self.srv.emit("sync_request", self._event(docId=doc_id, **fields), user=self.user)
 
     async def _subscribe(self, doc_id: str) -> list[Member]:
         ident = self.identity
@@ -507,6 +514,12 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             await self.emit(
                 "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
             )
+
+
+def _raw_sync(data: Any) -> dict[str, Any]:
+    """The wire fields of a sync request that failed validation, as they came."""
+    data = data if isinstance(data, dict) else {}
+    return {key: data.get(key) for key in ("type", "docId", "operations", "serializedDoc", "clock")}
 
 
 def _refused_event(auth: Any, reason: str) -> Event:
