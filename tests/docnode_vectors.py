@@ -37,9 +37,7 @@ def load_cases(filename: str) -> list[dict[str, Any]]:
 def case_params() -> list[tuple[str, int]]:
     """(file, index) of every case in every present file."""
     return [
-        (filename, index)
-        for filename in VECTOR_FILES
-        for index in range(len(load_cases(filename)))
+        (filename, index) for filename in VECTOR_FILES for index in range(len(load_cases(filename)))
     ]
 
 

@@ -100,7 +100,7 @@ def rollback(doc: DocNodeDoc) -> None:
         # same way, and never return; we stop and refuse the document instead.
         doc.broken = f"an undo entry failed during a rollback ({exc})"
         raise RollbackFailed(
-            f"DocNode rollback cannot complete: {exc}. The JavaScript library "
+            f"DocNode rollback cannot complete ({exc}): the JavaScript library "
             "never returns from this batch, so it cannot be applied."
         ) from None
     _close(doc)
@@ -133,8 +133,18 @@ def _insert(doc: DocNodeDoc, specs: list[Any], parent: Any, prev: Any, next_: An
         doc.undo_ops.append([DELETE, nodes[0].id, last])
     chain(nodes)
     link(nodes[0], nodes[-1], new_parent, new_prev)
+    _register(doc, nodes)
+
+
+def _register(doc: DocNodeDoc, nodes: list[Node]) -> None:
+    """Add inserted nodes to the id map and to this transaction's diff."""
+    # The library attaches nodes placed before a sibling last-to-first, and
+    # appended ones first-to-last; an id listed twice (never emitted) maps to
+    # the node attached last, so the order is kept.
+    order = reversed(nodes) if nodes[-1].next is not None else nodes
+    for node in order:
+        doc.nodes[node.id] = node
     for node in nodes:
-        doc.nodes.setdefault(node.id, node)  # an id listed twice: the first wins
         if node.id in doc.deleted:
             doc.deleted.discard(node.id)  # a re-insert is not "inserted"
         else:
@@ -174,9 +184,7 @@ def _refuse_root_anchor(doc: DocNodeDoc, anchor: Node, where: str) -> None:
 def _check_insertable(doc: DocNodeDoc, nodes: list[Node]) -> None:
     for node in nodes:
         if node.id in doc.nodes:
-            raise OperationFailed(
-                f"Node {node.id!r} already exists.", stops=True, layers=2
-            )
+            raise OperationFailed(f"Node {node.id!r} already exists.", stops=True, layers=2)
         if node.type == doc.schema.doc_type:
             raise OperationFailed(
                 f"A node of the root type {node.type!r} cannot be inserted.",
@@ -226,8 +234,7 @@ def _existing_range(doc: DocNodeDoc, start: Node, end_ref: Any) -> list[Node]:
 
 
 def _drop_subtree_node(doc: DocNodeDoc, node: Node, inverse: list[list[Any]] | None) -> None:
-    if doc.nodes.get(node.id) is node:
-        del doc.nodes[node.id]
+    doc.nodes.pop(node.id, None)
     if node.first is None:
         return
     children = list(node.children())
@@ -262,12 +269,14 @@ def _move(
     end = doc.get(end_ref) if end_ref else start
     if start is None or end is None:
         return  # silently skipped
+    doc.tx_open = True  # the library opens its transaction before any check
     where, target = _move_target(doc, parent, prev, next_)
+    # Checked first, as the library does: a move "to where it already is"
+    # succeeds even when start..end is not a valid range.
+    if _already_there(start, end, target, where):
+        return
     nodes = _existing_range(doc, start, end_ref)
     _check_move_target(doc, nodes, target, where)
-    if _already_there(nodes, target, where):
-        return
-    doc.tx_open = True
     undo_end = 0 if end is start else end.id
     old = [doc.ref(start.parent), _id(start.prev), _id(end.next)]
     doc.undo_ops.append([MOVE, start.id, undo_end, *old])
@@ -306,12 +315,12 @@ def _check_move_target(doc: DocNodeDoc, nodes: list[Node], target: Node, where: 
         node = node.parent
 
 
-def _already_there(nodes: list[Node], target: Node, where: str) -> bool:
+def _already_there(start: Node, end: Node, target: Node, where: str) -> bool:
     if where == "after":
-        return target is nodes[0].prev
+        return target.next is start
     if where == "before":
-        return target is nodes[-1].next
-    return target.last is nodes[-1]
+        return target.prev is end
+    return target.last is end
 
 
 # -- state patch -------------------------------------------------------------

@@ -50,8 +50,8 @@ class DocNodeBinding(BaseBinding):
     ``default`` (``""``, ``0`` or ``False`` when left out), as the library's
     ``string(d)``, ``number(d)`` and ``boolean(d)`` helpers. Listing the doc
     type in ``nodes`` gives the root its state keys. ``check_doc_ids``
-    (default True) makes ``create`` refuse ids other than lowercase ULIDs,
-    as the library does.
+    (default True) refuses document ids other than lowercase ULIDs in
+    ``create`` and ``deserialize``, as the library does.
 
     Live documents are ``DocNodeDoc`` objects; snapshots are JSON values
     (``serialize``) whose exact JavaScript text is ``dumps``.
@@ -100,13 +100,7 @@ class DocNodeBinding(BaseBinding):
                 f"This DocNode binding serves documents of type {self.doc_type!r}, "
                 f"not {doc_type!r}."
             )
-        if self.check_doc_ids and not (
-            isinstance(doc_id, str) and _LOWERCASE_ULID.fullmatch(doc_id)
-        ):
-            raise ValueError(
-                f"DocNode document ids must be lowercase ULIDs, got {doc_id!r} "
-                "(set the option check_doc_ids=False to accept any string)."
-            )
+        self._check_doc_id(doc_id)
         return DocNodeDoc(self.schema, Node(doc_id, doc_type))
 
     def deserialize(self, serialized_doc: Any) -> DocNodeDoc:
@@ -118,7 +112,9 @@ class DocNodeBinding(BaseBinding):
                 serialized_doc = json.loads(serialized_doc)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"The DocNode snapshot is not JSON: {exc}") from None
-        return load_doc(self.schema, serialized_doc)
+        doc = load_doc(self.schema, serialized_doc)
+        self._check_doc_id(doc.id)
+        return doc
 
     def serialize(self, doc: DocNodeDoc) -> list[Any]:
         """Return the snapshot as a JSON value (``toJSON({unsafe: true})``)."""
@@ -146,6 +142,13 @@ class DocNodeBinding(BaseBinding):
             return "\n".join(_render_lines(serialized_doc))
         except (TypeError, ValueError, IndexError, AttributeError):
             return super().render(serialized_doc)
+
+    def _check_doc_id(self, doc_id: Any) -> None:
+        if not self.check_doc_ids:
+            return
+        if not isinstance(doc_id, str) or not _LOWERCASE_ULID.fullmatch(doc_id):
+            # The library's message; check_doc_ids=False lifts the rule.
+            raise ValueError(f"Invalid document id: {doc_id}. It must be a lowercase ULID.")
 
     def _check_doc(self, doc: Any) -> None:
         if not isinstance(doc, DocNodeDoc) or doc.schema is not self.schema:

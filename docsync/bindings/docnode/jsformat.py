@@ -49,9 +49,7 @@ def _reject_constant(name: str) -> Any:
 
 # Every JSON number becomes a float: JavaScript has doubles only, and
 # float() rounds decimal text exactly as JSON.parse does (1e400 -> inf).
-_DECODER = json.JSONDecoder(
-    parse_int=float, parse_float=float, parse_constant=_reject_constant
-)
+_DECODER = json.JSONDecoder(parse_int=float, parse_float=float, parse_constant=_reject_constant)
 
 
 def js_parse(text: str) -> Any:

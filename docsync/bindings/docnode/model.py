@@ -157,7 +157,9 @@ def load_doc(schema: DocSchema, entry: Any) -> DocNodeDoc:
     """Build a live doc from a serialized one (``Doc.fromJSON`` + commit).
 
     Raises ``ValueError`` for a malformed snapshot, with the library's
-    message for unregistered types and state keys.
+    message for unregistered types and state keys. Nodes are created in the
+    library's order (a node's children, then each child's subtree in turn),
+    so a snapshot with several problems reports the same one first.
     """
     root = _node_from_entry(schema, entry, "root")
     if root.type != schema.doc_type:
@@ -169,25 +171,28 @@ def load_doc(schema: DocSchema, entry: Any) -> DocNodeDoc:
     stack = [(root, _children_of(entry))]
     while stack:
         parent, entries = stack.pop()
-        nodes = [_child_from_entry(doc, item) for item in entries]
-        if nodes:
-            chain(nodes)
-            link(nodes[0], nodes[-1], parent, None)
-        stack.extend(zip(nodes, map(_children_of, entries), strict=True))
+        nodes = [_node_from_entry(schema, item, "node") for item in entries]
+        if not nodes:
+            continue
+        for node in nodes:
+            _add_loaded(doc, node)
+        chain(nodes)
+        link(nodes[0], nodes[-1], parent, None)
+        pairs = zip(nodes, map(_children_of, entries), strict=True)
+        stack.extend(reversed(list(pairs)))
     return doc
 
 
-def _child_from_entry(doc: DocNodeDoc, entry: Any) -> Node:
-    node = _node_from_entry(doc.schema, entry, "node")
+def _add_loaded(doc: DocNodeDoc, node: Node) -> None:
+    if node.id in doc.nodes:
+        raise ValueError(
+            f"Node '{node.id}' cannot be inserted because it already exists in the doc."
+        )
     if node.type == doc.schema.doc_type:
         raise ValueError(
-            f"Node {node.id!r} has the document type {node.type!r}; "
-            "only the root may have it."
+            f"Node {node.id!r} has the document type {node.type!r}; only the root may have it."
         )
-    if node.id in doc.nodes:
-        raise ValueError(f"The snapshot holds two nodes with id {node.id!r}.")
     doc.nodes[node.id] = node
-    return node
 
 
 def _node_from_entry(schema: DocSchema, entry: Any, what: str) -> Node:

@@ -97,8 +97,7 @@ def _state_def(node_type: str, key: Any, spec: Any) -> StateDef:
         raise ImproperlyConfigured(f"{where}: state keys must be non-empty strings.")
     if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
         raise ImproperlyConfigured(
-            f"{where} must be a dict with 'kind' one of {', '.join(KINDS)}, "
-            f"got {spec!r}."
+            f"{where} must be a dict with 'kind' one of {', '.join(KINDS)}, got {spec!r}."
         )
     unknown = sorted(set(spec) - {"kind", "default"})
     if unknown:
@@ -149,8 +148,7 @@ def options_from_description(config: dict[str, Any]) -> dict[str, Any]:
     for entry in config["nodes"]:
         states = entry.get("state", {})
         nodes[entry["type"]] = {
-            key: {"kind": spec["kind"], "default": spec["default"]}
-            for key, spec in states.items()
+            key: {"kind": spec["kind"], "default": spec["default"]} for key, spec in states.items()
         }
     schema = build_schema(config["type"], nodes)
     for entry in config["nodes"]:

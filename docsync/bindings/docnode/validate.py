@@ -39,11 +39,9 @@ def _check_operation(index: int, op: Any) -> list[Any]:
         )
     if op[0] == 0:
         _check_specs(where, op[1])
-        refs = op[2:]
     else:
         _check_id(where, op[1])
-        refs = op[2:]
-    for ref in refs:
+    for ref in op[2:]:
         _check_ref(where, ref)
     return list(op)
 
