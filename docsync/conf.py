@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     # picks the in-process store, or the Redis one when the channel layer is
     # channels-redis.
     "STATE_BACKEND": None,
+    "STATE_OPTIONS": {},
     # The server object routed by docsync.routing; None builds one from the
     # settings above.
     "SERVER": None,

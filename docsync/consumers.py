@@ -30,6 +30,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import protocol as p
 from .events import parse_doc_request, parse_presence, parse_sync
 from .exceptions import DocsyncError, PermissionDenied, ProtocolError, ValidationError
+from .fanout import FanOutMixin
 from .handshake import handshake
 from .providers.base import Origin
 from .server import DocSyncServer, Event, get_default_server
@@ -49,7 +50,7 @@ def new_sid() -> str:
     return secrets.token_urlsafe(15)
 
 
-class DocSyncConsumer(AsyncWebsocketConsumer):
+class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
     """Serves one DocSync client over Socket.IO (Engine.IO v4, WebSocket only)."""
 
     server: DocSyncServer | None = None
@@ -352,12 +353,14 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             first = doc_id not in self.docs
             if first:
                 # Join the group before reading, so no dirty is missed.
-                await self.channel_layer.group_add(doc_group(doc_id), self.channel_name)
+                await self.layer_group_add(doc_group(doc_id))
+            else:
+                await self.layer_group_refresh(doc_group(doc_id))
             try:
                 outcome = await self.srv.sync(req, self.identity, self._origin())
             except Exception as exc:
                 if first:
-                    await self.channel_layer.group_discard(doc_group(doc_id), self.channel_name)
+                    await self.layer_group_discard(doc_group(doc_id))
                 await self._sync_event(req.as_wire(), started, error=exc)
                 raise
             members = await self._subscribe(doc_id) if first else None
@@ -410,7 +413,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
     async def _collaboration(self, doc_id: str, members: list[Member]) -> None:
         has = has_collaborators(members)
         if any(m.channel != self.channel_name for m in members):
-            await self.channel_layer.group_send(
+            await self.layer_group_send(
                 doc_group(doc_id),
                 {
                     "type": "docsync.collaboration",
@@ -427,7 +430,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
             members = await self.srv.state.members(doc_id)
         device = self.identity["deviceId"]
         if any(m.device_id != device for m in members):
-            await self.channel_layer.group_send(
+            await self.layer_group_send(
                 doc_group(doc_id), {"type": "docsync.dirty", "doc": doc_id, "device": device}
             )
 
@@ -437,9 +440,9 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
         member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
         self.docs.discard(doc_id)
         remaining = await self.srv.state.leave(doc_id, member)
-        await self.channel_layer.group_discard(doc_group(doc_id), self.channel_name)
+        await self.layer_group_discard(doc_group(doc_id))
         if remaining:
-            await self.channel_layer.group_send(
+            await self.layer_group_send(
                 doc_group(doc_id),
                 {
                     "type": "docsync.presence",
@@ -461,7 +464,7 @@ class DocSyncConsumer(AsyncWebsocketConsumer):
         await self.srv.state.set_presence(req.doc_id, client_id, req.presence)
         members = await self.srv.state.members(req.doc_id)
         if any(m.channel != self.channel_name for m in members):
-            await self.channel_layer.group_send(
+            await self.layer_group_send(
                 doc_group(req.doc_id),
                 {
                     "type": "docsync.presence",

@@ -365,7 +365,7 @@ def _build_default_server() -> DocSyncServer:
         provider=provider,
         authenticate=s.AUTHENTICATE,
         authorize=s.AUTHORIZE,
-        state=state_cls() if isinstance(state_cls, type) else state_cls,
+        state=state_cls(**s.STATE_OPTIONS) if isinstance(state_cls, type) else state_cls,
     )
 
 

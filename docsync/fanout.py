@@ -1,0 +1,110 @@
+"""Channel-layer plumbing that survives the layer going away.
+
+With channels-redis, Redis may restart or be unreachable for a while. Syncing
+only needs the database, so the consumer must keep serving: a failed
+``group_send`` costs the others a ``dirty`` hint (they catch up on their next
+sync), never an error to the sender, and the receive loop waits and retries
+instead of dying with the connection. Outages are logged once per process.
+Groups are re-added on activity, so a connection that outlives the layer's
+group expiry keeps receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+
+logger = logging.getLogger(__name__)
+
+#: Re-add a group this often (seconds) while the connection is active in it.
+GROUP_REFRESH = 3600.0
+
+
+class _Outage:
+    """Log a channel-layer outage once, and its end once."""
+
+    down = False
+
+    @classmethod
+    def failed(cls, action: str, exc: Exception) -> None:
+        if not cls.down:
+            cls.down = True
+            logger.error(
+                "docsync: the channel layer failed (%s: %s: %s); syncing goes on, "
+                "fan-out to other connections pauses until it is back.",
+                action,
+                exc.__class__.__name__,
+                exc,
+            )
+
+    @classmethod
+    def ok(cls) -> None:
+        if cls.down:
+            cls.down = False
+            logger.warning("docsync: the channel layer is back.")
+
+
+class FanOutMixin(AsyncConsumer):
+    """Fault-tolerant ``group_*`` helpers and receive loop for a consumer."""
+
+    async def __call__(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        self._group_added: dict[str, float] = {}
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            sources.append(self._layer_receive)
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _layer_receive(self) -> dict[str, Any]:
+        delay = 0.1
+        while True:
+            try:
+                message = await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _Outage.failed("receive", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            _Outage.ok()
+            return message
+
+    async def layer_group_add(self, group: str) -> None:
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self._group_added[group] = time.monotonic()
+        except Exception as exc:
+            _Outage.failed("group_add", exc)
+
+    async def layer_group_refresh(self, group: str) -> None:
+        """Re-add ``group`` if it was added long ago (groups expire in the layer)."""
+        added = self._group_added.get(group)
+        if added is None or time.monotonic() - added > GROUP_REFRESH:
+            await self.layer_group_add(group)
+
+    async def layer_group_discard(self, group: str) -> None:
+        self._group_added.pop(group, None)
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as exc:
+            _Outage.failed("group_discard", exc)
+
+    async def layer_group_send(self, group: str, message: dict[str, Any]) -> None:
+        try:
+            await self.channel_layer.group_send(group, message)
+        except Exception as exc:
+            _Outage.failed("group_send", exc)
