@@ -74,6 +74,7 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.user: Any = None
         self.docs: set[str] = set()
         self.pending: p.Packet | None = None
+        self.pending_bytes = 0
         self.closing = False
         self.pong = asyncio.Event()
         self.errors: deque[float] = deque()
@@ -84,8 +85,8 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         eio, transport = query.get("EIO", [""])[0], query.get("transport", [""])[0]
         if eio != "4" or transport != "websocket":
             logger.info("docsync: refused EIO=%r transport=%r", eio, transport)
-            await self.close(
-                code=1002,
+            await self._close(
+                1002,
                 reason=f"Unsupported protocol: EIO={eio or '?'} transport={transport or '?'}; "
                 "this server speaks Engine.IO 4 over WebSocket",
             )
@@ -187,8 +188,21 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if self.closing:
             return
         await self._end(reason)
-        # Not send(close=...): channels 4.3 refuses a send without data.
-        await self.close(code=code)
+        await self._close(code)
+
+    async def _close(self, code: int, reason: str | None = None) -> None:
+        """Close with an RFC 6455 code; fall back to its 4xxx twin where refused.
+
+        Daphne (autobahn) only sends 1000 and 3000-4999 and raises on 1002 or
+        1009, so those become 4002 and 4009 there. Not ``send(close=...)``:
+        channels 4.3 refuses a send without data.
+        """
+        try:
+            await self.close(code=code, reason=reason)
+        except Exception:
+            if code == 1000 or code >= 3000:
+                raise
+            await self.close(code=4000 + code % 1000, reason=reason)
 
     async def _end(self, reason: str) -> None:
         if getattr(self, "closing", True):
@@ -209,8 +223,12 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         except ProtocolError as exc:
             await self._malformed(text, exc)
             return
+        if self.pending is not None:
+            logger.info("docsync: incomplete binary packet from %s dropped", self.sid)
+            self.pending = None
         if packet.attachment_count:
             self.pending = packet
+            self.pending_bytes = 0
             return
         await self._handle(packet)
 
@@ -219,7 +237,20 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if packet is None:
             logger.info("docsync: unexpected binary frame from %s dropped", self.sid)
             return
-        if packet.add_attachment(data):
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.srv.max_payload:
+            # maxPayload bounds a whole packet, not each of its frames.
+            await self.shutdown("transport close", code=1009)
+            return
+        try:
+            complete = packet.add_attachment(data)
+        except ProtocolError as exc:
+            self.pending = None
+            logger.info("docsync: malformed binary packet from %s dropped: %s", self.sid, exc)
+            if packet.id is not None and self.identity is not None:
+                await self._answer_error(packet.id, exc)
+            return
+        if complete:
             self.pending = None
             await self._handle(packet)
 

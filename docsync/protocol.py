@@ -55,6 +55,19 @@ class Packet(sio.Packet):
     def data_is_binary(cls, data: Any) -> bool:
         return _is_binary(data)
 
+    @classmethod
+    def _reconstruct_binary_internal(cls, data: Any, attachments: list[bytes]) -> Any:
+        # python-socketio trusts "num"; a client's frame must not crash the consumer.
+        if isinstance(data, dict) and data.get("_placeholder") and "num" in data:
+            num = data["num"]
+            if isinstance(num, bool) or not isinstance(num, int) or not 0 <= num < len(attachments):
+                raise ProtocolError(
+                    f"Binary placeholder num={num!r} does not match the packet's "
+                    f"{len(attachments)} attachment(s)."
+                )
+            return attachments[num]
+        return super()._reconstruct_binary_internal(data, attachments)
+
 
 def dumps(obj: Any) -> str:
     """Serialize like JavaScript's ``JSON.stringify`` (compact, UTF-8 kept)."""

@@ -36,8 +36,13 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
 class LiveServer:
     """One daphne process serving ``tests.e2e_asgi`` (or another app)."""
 
-    def __init__(self, env: dict[str, str] | None = None, app: str = "tests.e2e_asgi:application",
-                 settings: str = "tests.e2e_settings", port: int | None = None):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        app: str = "tests.e2e_asgi:application",
+        settings: str = "tests.e2e_settings",
+        port: int | None = None,
+    ):
         self.port = port or free_port()
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **(env or {})}
         self.app = app
@@ -54,7 +59,9 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         wait_for_port(self.port, proc=self.proc)
         return self
 
@@ -75,11 +82,17 @@ class LiveServer:
         return Path(self.log.name).read_text(errors="replace")
 
 
-def manage(*args: str, env: dict[str, str] | None = None, settings: str = "tests.e2e_settings") -> str:
+def manage(
+    *args: str, env: dict[str, str] | None = None, settings: str = "tests.e2e_settings"
+) -> str:
     """Run a management command against the server's settings; return stdout."""
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **(env or {})}
     result = subprocess.run(
-        [sys.executable, "-m", "django", *args], cwd=ROOT, env=full_env,
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "django", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout

@@ -11,8 +11,16 @@ import socketio
 class Client:
     """A real Socket.IO client (python-socketio), as a user would write one."""
 
-    def __init__(self, url: str, user: str | None = None, *, device: str | None = None,
-                 client: str | None = None, token: str | None = None, auth: Any = None):
+    def __init__(
+        self,
+        url: str,
+        user: str | None = None,
+        *,
+        device: str | None = None,
+        client: str | None = None,
+        token: str | None = None,
+        auth: Any = None,
+    ):
         self.url = url
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
@@ -27,6 +35,15 @@ class Client:
         self.auth = auth
         self.client_id = auth.get("clientId") if isinstance(auth, dict) else None
         self.sio.on("*", self._record)
+        # Reserved events do not reach the catch-all handler.
+        for name in ("connect_error", "disconnect"):
+            self.sio.on(name, self._recorder(name))
+
+    def _recorder(self, name: str):
+        async def record(*args: Any) -> None:
+            await self._record(name, args[0] if args else None)
+
+        return record
 
     async def _record(self, name: str, data: Any = None) -> None:
         async with self._cond:
@@ -35,11 +52,31 @@ class Client:
 
     async def connect(self) -> Client:
         await self.sio.connect(self.url, transports=["websocket"], auth=self.auth, wait_timeout=5)
-        await self.wait_for("identity")
+        self.identity = await self.wait_for("identity")
         return self
+
+    async def refused(self, namespace: str = "/") -> Any:
+        """Connect, expecting a refusal; return what ``connect_error`` received."""
+        if namespace != "/":
+            self.sio.on("connect_error", self._recorder("connect_error"), namespace=namespace)
+        try:
+            await self.sio.connect(
+                self.url,
+                transports=["websocket"],
+                auth=self.auth,
+                namespaces=[namespace],
+                wait_timeout=5,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            self.error = exc
+        else:
+            await self.sio.disconnect()
+            raise AssertionError("the connection was accepted")
+        return await self.wait_for("connect_error")
 
     async def wait_for(self, name: str, predicate=lambda data: True, timeout: float = 5.0) -> Any:
         """Wait for (and consume) the first recorded event ``name`` matching ``predicate``."""
+
         async def find():
             for i, (n, d) in enumerate(self.events):
                 if n == name and predicate(d):
@@ -67,11 +104,19 @@ class Client:
     async def call(self, event: str, data: Any, timeout: float = 5.0) -> Any:
         return await self.sio.call(event, data, timeout=timeout)
 
-    async def sync(self, doc_id: str, operations=(), snapshot=None, clock: int = 0, doc_type: str = "doc"):
-        return await self.call("sync", {
-            "type": doc_type, "docId": doc_id, "operations": list(operations),
-            "serializedDoc": snapshot, "clock": clock,
-        })
+    async def sync(
+        self, doc_id: str, operations=(), snapshot=None, clock: int = 0, doc_type: str = "doc"
+    ):
+        return await self.call(
+            "sync",
+            {
+                "type": doc_type,
+                "docId": doc_id,
+                "operations": list(operations),
+                "serializedDoc": snapshot,
+                "clock": clock,
+            },
+        )
 
     async def close(self) -> None:
         await self.sio.disconnect()

@@ -189,7 +189,7 @@ async def test_unsupported_eio_refused(app):
     connected_, _ = await c.comm.connect()
     assert connected_
     out = await c.recv_output()
-    assert out["type"] == "websocket.close"
+    assert out["type"] == "websocket.close" and out["code"] == 1002
     assert "EIO=3" in out["reason"] and "Engine.IO 4" in out["reason"]
 
 
@@ -591,3 +591,29 @@ async def test_binary_attachments_round_trip(app):
     )
     assert await bob.recv() == b"\x00\x01\xffbin"
     await close_all(alice, bob)
+
+
+@pytest.mark.parametrize("num", [5, -1, "0", True, None])
+async def test_bad_binary_placeholder_answered(app, num):
+    alice = await connected(app, "alice")
+    payload = {**VALID, "operations": [{"_placeholder": True, "num": num}]}
+    await alice.send("451-3" + dumps(["sync", payload]))
+    await alice.send_bytes(b"\x01")
+    prefix, body = await alice.recv_json()
+    assert prefix == "433" and body[0]["error"]["type"] == "ValidationError"
+    assert "placeholder" in body[0]["error"]["message"]
+    await alice.send(sync(4, snapshot=SNAP))  # still connected
+    assert await alice.recv() == collab(False)
+    await alice.close()
+
+
+async def test_attachments_count_towards_max_payload():
+    server = DocSyncServer(
+        authenticate=token_authenticate, authorize=lambda e: True, max_payload=2000
+    )
+    alice = await connected(server.as_asgi(), "alice")
+    await alice.send("4599-0" + dumps(["sync", VALID]))
+    for _ in range(2):
+        await alice.send_bytes(b"\x00" * 999)
+    await alice.send_bytes(b"\x00" * 999)
+    assert await alice.expect_close() == 1009
