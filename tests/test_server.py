@@ -241,3 +241,88 @@ async def test_close_reason_seen_by_listener(server, app):
     assert (await rec.next("client_disconnect")).reason == "server shutting down"
     assert await alice.expect_close() == 1000
     await alice.close()
+
+
+async def test_ping_timeout_closes_and_reports():
+    server = DocSyncServer(
+        authenticate=token_authenticate, authorize=lambda e: True, ping_interval=50, ping_timeout=50
+    )
+    rec = Recorder(server, ["client_disconnect"])
+    app = server.as_asgi()
+    alice = await connected(app, "alice")
+    assert await alice.recv() == "2"  # never answered
+    assert await alice.expect_close() == 1000
+    assert (await rec.next("client_disconnect")).reason == "ping timeout"
+    bob = await connected(app, "bob")
+    for _ in range(3):  # answering keeps it open past interval + timeout
+        assert await bob.recv() == "2"
+        await bob.send("3")
+    assert (await bob.call("foo", {}))["error"]["message"] == "Unknown event: foo"
+    await bob.close()
+    await alice.close()
+
+
+async def test_connect_timeout_closes_socket_that_never_connects():
+    server = DocSyncServer(
+        authenticate=token_authenticate, authorize=lambda e: True, connect_timeout=100
+    )
+    app = server.as_asgi()
+    pending = RawClient(app)
+    await pending.open()
+    assert await pending.expect_close() == 1000
+    alice = await connected(app, "alice")  # a connected one outlives the timeout
+    assert await alice.call("foo", {}, timeout=0.5)
+    await alice.close()
+    await pending.close()
+
+
+async def test_refusals_and_async_policy():
+    async def authenticate(request):
+        return await asyncio.sleep(0, token_authenticate(request))
+
+    async def authorize(event):
+        return event["type"] == "sync" or event["req"]["docId"] != DOC
+
+    server = DocSyncServer(authenticate=authenticate, authorize=authorize)
+    alice = await connected(server.as_asgi(), "alice")
+    await alice.send(sync(0))
+    await alice.recv(), await alice.recv()
+    denied = {"type": "AuthorizationError", "message": "Access denied"}
+    presence = {"docId": DOC, "presence": 1}
+    assert await alice.call("presence", presence) == {"error": denied}
+    assert await alice.call("delete-doc", {"docId": DOC}) == {"success": False, "error": denied}
+    assert await alice.call("unsubscribe-doc", {"docId": DOC}) == {
+        "success": False,
+        "error": denied,
+    }
+    await alice.close()
+
+
+async def test_concurrent_writers_get_distinct_clocks(server, app):
+    """Requests for one document never interleave: every batch gets its own clock."""
+    writers = [await connected(app, f"w{i}") for i in range(5)]
+    for i, w in enumerate(writers):
+        for n in range(5):
+            await w.send(sync(n, [[f"w{i}.{n}"]]))
+    clocks = []
+    for w in writers:
+        for n in range(5):
+            while True:
+                prefix, body = await w.recv_json()
+                if prefix == f"43{n}":
+                    clocks.append(body[0]["data"]["clock"])
+                    break
+    assert sorted(clocks) == list(range(1, 26))
+    reader = await connected(app, "reader")
+    await reader.send(sync(0))
+    while True:
+        prefix, body = await reader.recv_json()
+        if prefix == "430":
+            break
+    ops = body[0]["data"]["operations"]
+    assert len(ops) == 25 and body[0]["data"]["clock"] == 25
+    for i in range(5):  # each writer's batches in its own order
+        mine = [op[0] for op in ops if op[0].startswith(f"w{i}.")]
+        assert mine == [f"w{i}.{n}" for n in range(5)]
+    for c in (*writers, reader):
+        await c.close()
