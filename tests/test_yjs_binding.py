@@ -163,6 +163,22 @@ def test_many_waiting_updates_are_merged_exactly(binding):
     assert snapshot == doc.get_update()
 
 
+def test_serialize_keeps_waiting_updates_on_the_generic_path_too(binding):
+    a, b = Doc(client_id=1), Doc(client_id=2)
+    updates_a = recorder(a)
+    a["content"] = Text("one")
+    b.apply_update(a.get_update())
+    updates_b = recorder(b)
+    b.get("content", type=Text).insert(3, " two")
+    doc = binding.create("note", "doc-1")
+    binding.apply_operations(doc, updates_b[0])
+    waiting = binding.serialize(doc)
+    assert binding.serialize(binding.deserialize(waiting)) == waiting
+    generic = BaseBinding.squash(binding, waiting, updates_a, doc_type="note", doc_id="doc-1")
+    assert str(load(generic).get("content", type=Text)) == "one two"
+    assert generic == b.get_update()
+
+
 def test_a_delete_of_content_not_seen_yet_is_kept(binding):
     a, b = Doc(client_id=1), Doc(client_id=2)
     updates_a = recorder(a)

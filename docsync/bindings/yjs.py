@@ -3,12 +3,13 @@
 A snapshot is the whole document as one update (format v1) and each
 operations value is one update, as Yjs clients send them. Squashing applies
 the updates to a pycrdt ``Doc`` and writes its state back as one update: that
-is fast and drops deleted content. ``pycrdt.merge_updates`` would keep
-everything but is slower, and the updates it produces are slow for pycrdt to
-load again (each small insert stays a separate struct), so it is only used
-for the updates a ``Doc`` cannot integrate yet because they build on an
-update the server has not seen: ``Doc.get_update()`` leaves those out, and
-dropping them would lose a client's edits.
+is fast, and deleted content is dropped. ``Doc.get_update()`` leaves out
+updates that wait for one the server has not seen (they build on it), and
+dropping them would lose a client's edits, so the binding remembers what each
+live document received and ``serialize()`` merges in what is still waiting.
+``pycrdt.merge_updates`` is not used for everything: it is slower, and the
+updates it produces are slow for pycrdt to load (each small insert stays a
+separate struct).
 
 pycrdt is optional (``pip install docsync[yjs]``); it is imported when a
 binding is made, so importing this module never needs it.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -67,20 +69,25 @@ class YjsBinding(BaseBinding):
             )
         self.roots = check_roots(roots)
         self.pycrdt = import_pycrdt()
+        # Updates applied to each live document since serialize() last ran.
+        self.received: WeakKeyDictionary[Any, list[bytes]] = WeakKeyDictionary()
 
     def create(self, doc_type: str, doc_id: str) -> Any:
-        return self.pycrdt.Doc()
-
-    def deserialize(self, serialized_doc: Any) -> Any:
         doc = self.pycrdt.Doc()
-        apply_update(doc, as_update(serialized_doc, "The snapshot"), "The snapshot")
+        self.received[doc] = []
         return doc
 
+    def deserialize(self, serialized_doc: Any) -> Any:
+        return self.load([("The snapshot", serialized_doc)])
+
     def serialize(self, doc: Any) -> bytes:
-        return doc.get_update()
+        """Return the document as one update, with the updates that wait in it."""
+        waiting = self.waiting_parts(self.received.get(doc, []), doc)
+        self.received[doc] = waiting  # the rest is in the document now
+        return self.merge([doc.get_update(), *waiting])
 
     def apply_operations(self, doc: Any, operations: Any) -> None:
-        apply_update(doc, as_update(operations, "The operations"), "The operations")
+        self.apply(doc, "The operations", as_update(operations, "The operations"))
 
     def squash(
         self,
@@ -90,15 +97,24 @@ class YjsBinding(BaseBinding):
         doc_type: str,
         doc_id: str,
     ) -> bytes:
-        """Fold ``operations`` into ``serialized_doc``; see the module docstring."""
+        """Fold ``operations`` into ``serialized_doc``; errors say which value is bad."""
         updates = [] if serialized_doc is None else [("The snapshot", serialized_doc)]
         updates += [(f"Operations value {i}", v) for i, v in enumerate(operations)]
-        updates = [(what, as_update(value, what)) for what, value in updates]
-        doc = self.pycrdt.Doc()
-        for what, update in updates:
-            apply_update(doc, update, what)
-        waiting = self.waiting_parts([update for _, update in updates], doc)
-        return self.merge([doc.get_update(), *waiting])
+        return self.serialize(self.load(updates))
+
+    def load(self, updates: list[tuple[str, Any]]) -> Any:
+        """Return a new document with ``(what, update)`` pairs applied, all checked first."""
+        checked = [(what, as_update(value, what)) for what, value in updates]
+        doc = self.create("", "")
+        for what, update in checked:
+            self.apply(doc, what, update)
+        return doc
+
+    def apply(self, doc: Any, what: str, update: bytes) -> None:
+        apply_update(doc, update, what)
+        # pycrdt's Doc.get_update() leaves out updates that wait for one the
+        # server has not seen: remember them so serialize() can keep them.
+        self.received.setdefault(doc, []).append(update)
 
     def merge(self, updates: list[bytes]) -> bytes:
         """Merge updates into one, in groups: one ``merge_updates`` call is quadratic."""
