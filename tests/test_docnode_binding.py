@@ -8,6 +8,7 @@ up) and compare the exact text ``JSON.stringify`` would write.
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -217,6 +218,27 @@ def test_patch_values_are_normalised(binding, key: str, text: str, written) -> N
     binding.apply_operations(doc, [[], {"n": {key: text}}])
     state = binding.serialize(doc)[3][0][2]
     assert state == ({} if written is None else {key: written})
+
+
+def test_fast_paths_agree_with_the_parser() -> None:
+    # written_from_text short-cuts canonical text; it must never disagree
+    # with JSON.parse followed by the kind's parsing.
+    rng = random.Random(7)
+    alphabet = ['"', "\\", "a", "é", "0", "1", "-", ".", "e", " ", "\x01", "\ud800", "😀", "u"]
+    samples = ["0", "-0", "1", "01", "-", "123456789012345", "1234567890123456", '""', '"\\u0041"']
+    samples += ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(3000)]
+    samples += ['"' + text + '"' for text in samples]
+    for kind in ("string", "number", "boolean"):
+        schema = DocNodeBinding(doc_type="d", nodes={"p": {"k": {"kind": kind}}}).schema
+        state_def = schema.nodes["p"]["k"]
+        for text in samples:
+            try:
+                slow = state_def.written_from_json(js_parse(text))
+            except JSONParseError:
+                with pytest.raises(JSONParseError):
+                    state_def.written_from_text(text)
+                continue
+            assert state_def.written_from_text(text) == slow, (kind, text)
 
 
 def test_load_normalises_and_keeps_key_order(binding) -> None:

@@ -356,13 +356,14 @@ def _save_state(doc: DocNodeDoc, node: Node, key: str) -> None:
 
 
 def _parse_state(doc: DocNodeDoc, node: Node, key: str, text: str) -> Any:
+    state_def = doc.schema.state_defs(node.type).get(key)
     try:
-        value = js_parse(text)
+        if state_def is None:
+            js_parse(text)  # still parsed: invalid text fails even here
+            return UNDEFINED  # stored; serializing the doc will then fail (§4)
+        return state_def.written_from_text(text)
     except JSONParseError as exc:
         raise OperationFailed(f"State {key!r} of {node.id!r}: {exc}", stops=True) from None
     except RecursionError:
-        value = None  # valid but too deep for Python: of no kind, so the default
-    state_def = doc.schema.state_defs(node.type).get(key)
-    if state_def is None:
-        return UNDEFINED  # stored; serializing the doc will then fail (§4)
-    return state_def.written_from_json(value)
+        # Valid JSON nested too deep for Python's parser: not of any kind.
+        return UNDEFINED if state_def is None else state_def.default_string

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..base import BaseBinding
 from .apply import apply_operations
-from .jsformat import js_dumps, js_keys
+from .jsformat import js_dumps_strings, js_keys
 from .model import DocNodeDoc, Node, dump_doc, load_doc
 from .schema import build_schema, options_from_description
 
@@ -123,7 +123,7 @@ class DocNodeBinding(BaseBinding):
 
     def dumps(self, doc: DocNodeDoc) -> str:
         """Return the snapshot as the exact text ``JSON.stringify`` writes."""
-        return js_dumps(self.serialize(doc))
+        return js_dumps_strings(self.serialize(doc))
 
     def apply_operations(self, doc: DocNodeDoc, operations: Any) -> None:
         """Apply one ``Operations`` value (one ``applyOperations`` call).

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "JSONParseError",
     "js_dumps",
+    "js_dumps_strings",
     "js_keys",
     "js_number",
     "js_parse",
@@ -36,6 +37,7 @@ _SHORT_ESCAPES = {
     "\t": "\\t",
 }
 _ARRAY_INDEX_MAX = 2**32 - 2
+_DIGITS = frozenset("0123456789")
 
 
 class JSONParseError(ValueError):
@@ -152,11 +154,33 @@ def js_keys(obj: Iterable[str]) -> list[str]:
     other keys in insertion order; a Python dict keeps insertion order only.
     """
     keys = list(obj)
-    indexes = [key for key in keys if _is_array_index(key)]
+    # Fast path, taken for nearly every object: no key starts with a digit.
+    if not any(key[:1] in _DIGITS for key in keys):
+        return keys
+    indexes = sorted((key for key in keys if _is_array_index(key)), key=int)
     if not indexes:
         return keys
-    indexes.sort(key=int)
     return indexes + [key for key in keys if not _is_array_index(key)]
+
+
+def js_dumps_strings(value: Any) -> str:
+    """``js_dumps`` for values whose scalars are all strings, such as a serialized doc.
+
+    Python's C encoder writes such values exactly as JSON.stringify does,
+    except for lone surrogates, which are escaped afterwards. Falls back to
+    ``js_dumps`` when the value is nested too deeply for the C encoder.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    except RecursionError:
+        return js_dumps(value)
+    if _SURROGATE.search(text):
+        text = _SURROGATE_RUN.sub(lambda match: "".join(_escape_chars(match.group())), text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_RUN = re.compile("[\ud800-\udfff]+")
 
 
 def js_dumps(value: Any) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .jsformat import JSONParseError, js_keys, js_parse
-from .schema import DocSchema
+from .schema import DocSchema, StateDef
 
 
 class _Undefined:
@@ -219,26 +219,39 @@ def _load_state(schema: DocSchema, node: Node, state: dict[str, Any]) -> dict[st
     defs = schema.state_defs(node.type)
     loaded: dict[str, str] = {}
     for key in js_keys(state):
+        text = state[key]
+        if not isinstance(text, str):
+            raise ValueError(
+                f"State {key!r} of node {node.id!r} must be a string of JSON text, "
+                f"got {text!r:.100}."
+            )
         if key not in defs:
+            _parse_first(node, key, text)
             raise ValueError(
                 f"Attempted to create a node of type '{node.type}' with a state "
                 f"that is not registered: {key}"
             )
-        loaded[key] = defs[key].written_from_json(_parse_stored(node, key, state[key]))
+        loaded[key] = _written(defs[key], node, key, text)
     return loaded
 
 
-def _parse_stored(node: Node, key: str, text: Any) -> Any:
-    if not isinstance(text, str):
-        raise ValueError(
-            f"State {key!r} of node {node.id!r} must be a string of JSON text, got {text!r:.100}."
-        )
+def _parse_first(node: Node, key: str, text: str) -> None:
+    """Parse a value whose key is unknown: the library parses before it looks up."""
     try:
-        return js_parse(text)
+        js_parse(text)
     except JSONParseError as exc:
         raise ValueError(f"State {key!r} of node {node.id!r} is not valid JSON: {exc}") from None
     except RecursionError:
-        return None  # valid JSON nested too deep for Python: not of any kind
+        pass
+
+
+def _written(state_def: StateDef, node: Node, key: str, text: str) -> str:
+    try:
+        return state_def.written_from_text(text)
+    except JSONParseError as exc:
+        raise ValueError(f"State {key!r} of node {node.id!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        return state_def.default_string  # valid JSON, too deep for Python: of no kind
 
 
 def _children_of(entry: Any) -> list[Any]:

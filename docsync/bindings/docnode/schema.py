@@ -8,14 +8,18 @@ configuration raises ``ImproperlyConfigured`` naming what is wrong.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .jsformat import js_number, js_string
+from .jsformat import js_number, js_parse, js_string
 
 KINDS = ("string", "number", "boolean")
+# JSON text that JSON.stringify would write back unchanged (see js_string).
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f\ud800-\udfff]*"')
+_SMALL_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,14})")
 _NATURAL_DEFAULTS: dict[str, Any] = {"string": "", "number": 0, "boolean": False}
 
 
@@ -26,6 +30,20 @@ class StateDef:
     kind: str
     default: Any
     default_string: str
+
+    def written_from_text(self, text: str) -> str:
+        """Parse stored JSON text with ``JSON.parse`` and this kind; return it written.
+
+        Raises ``JSONParseError`` (a ValueError) when ``text`` is not JSON, and
+        ``RecursionError`` when it nests deeper than Python's parser allows.
+        """
+        # Fast paths for text already in written form, the common case: a
+        # plain string, a small integer, or a boolean's 0/1.
+        if self.kind == "string" and _PLAIN_STRING.fullmatch(text):
+            return text
+        if self.kind != "string" and _SMALL_INT.fullmatch(text):
+            return self.written_from_json(float(text))
+        return self.written_from_json(js_parse(text))
 
     def written_from_json(self, value: Any) -> str:
         """Parse a ``JSON.parse`` result with this kind; return its written form.
