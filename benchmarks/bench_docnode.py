@@ -127,7 +127,8 @@ class LogRecorder:
             return {"ordered": self.rng.choice(["0", "1"])}
         if node_type == "doc":
             return {"title": f'"{self.rng.choice(WORDS)}"'}
-        return {"text": f'"{self.rng.choice(WORDS)} {self.counter}"', "level": str(self.counter % 5)}
+        text = f'"{self.rng.choice(WORDS)} {self.counter}"'
+        return {"text": text, "level": str(self.counter % 5)}
 
 
 def count_ops(batches: list[Any]) -> int:

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from docsync.bindings.base import load_binding
 from docsync.bindings.docnode import DocNodeBinding, DocNodeDoc
-from docsync.bindings.docnode.apply import RollbackFailed
+from docsync.bindings.docnode.errors import RollbackFailed
 from docsync.bindings.docnode.jsformat import (
     JSONParseError,
     js_dumps,
@@ -347,6 +347,19 @@ def test_unknown_state_key_makes_serialize_fail(binding) -> None:
     message = "The JSON serialization for state foo on a node of type text is undefined."
     with pytest.raises(ValueError, match=message):
         binding.serialize(doc)
+
+
+def test_unknown_state_key_sticks_like_in_the_library(binding) -> None:
+    doc = loaded(binding)
+    binding.apply_operations(doc, [[], {"a": {"foo": '"x"'}}])
+    # Setting it again must first save its old value, which cannot be written:
+    # the batch is rolled back, the earlier state change included.
+    binding.apply_operations(doc, [[], {"c": {"value": '"C2"'}, "a": {"foo": '"y"'}}])
+    assert doc.aborts == 1
+    assert doc.nodes["c"].state["value"] == '"C"'
+    # Deleting the node must save its state too: the delete fails.
+    binding.apply_operations(doc, [[[1, "a", 0]], {}])
+    assert doc.aborts == 2 and "a" in doc.nodes
 
 
 def test_failing_rollback_breaks_the_document(binding) -> None:

@@ -11,28 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .jsformat import JSONParseError, js_keys, js_parse
-from .model import UNDEFINED, DocNodeDoc, Node, chain, link, sibling_range, unlink, written_state
+from .errors import OperationFailed, RollbackFailed
+from .model import (
+    DocNodeDoc,
+    Node,
+    UndefinedState,
+    chain,
+    link,
+    sibling_range,
+    unlink,
+    written_state,
+)
+from .patch import apply_patch
 from .validate import parse_operations
 
 INSERT, DELETE, MOVE = 0, 1, 2
-
-
-class OperationFailed(Exception):
-    """The library rejects an operation, which rolls back the open transaction.
-
-    ``stops`` ends the batch; ``layers`` is how many rollbacks the library
-    runs for it (two for an insert rejected inside ``_insertRange``).
-    """
-
-    def __init__(self, message: str, *, stops: bool = False, layers: int = 1) -> None:
-        super().__init__(message)
-        self.stops = stops
-        self.layers = layers
-
-
-class RollbackFailed(ValueError):
-    """An undo entry failed while rolling back; the library never returns then."""
 
 
 def apply_operations(doc: DocNodeDoc, operations: Any) -> None:
@@ -209,8 +202,7 @@ def _delete(doc: DocNodeDoc, start_ref: Any, end_ref: Any) -> None:
     if record:
         specs = [[node.id, node.type] for node in nodes]
         inverse.append([INSERT, specs, doc.ref(parent), _id(start.prev), _id(nodes[-1].next)])
-    for node in nodes:
-        _forget(doc, node)
+    _forget_all(doc, nodes)
     unlink(nodes[0], nodes[-1])
     for node in nodes:
         for gone in node.subtree():
@@ -235,13 +227,23 @@ def _existing_range(doc: DocNodeDoc, start: Node, end_ref: Any) -> list[Node]:
 
 def _drop_subtree_node(doc: DocNodeDoc, node: Node, inverse: list[list[Any]] | None) -> None:
     doc.nodes.pop(node.id, None)
-    if node.first is None:
-        return
-    children = list(node.children())
-    for child in children:
-        _forget(doc, child)
-    if inverse is not None:
-        inverse.append([INSERT, [[c.id, c.type] for c in children], node.id, 0, 0])
+    if node.first is not None and inverse is not None:
+        children = [[child.id, child.type] for child in node.children()]
+        inverse.append([INSERT, children, node.id, 0, 0])
+
+
+def _forget_all(doc: DocNodeDoc, nodes: list[Node]) -> None:
+    """Record the range and its descendants as deleted, before the tree changes.
+
+    The library's order: the range first, then each child list in pre-order.
+    Saving a state the type does not define fails the delete.
+    """
+    for node in nodes:
+        _forget(doc, node)
+    for node in nodes:
+        for parent in node.subtree():
+            for child in parent.children():
+                _forget(doc, child)
 
 
 def _forget(doc: DocNodeDoc, node: Node) -> None:
@@ -249,7 +251,10 @@ def _forget(doc: DocNodeDoc, node: Node) -> None:
     if node.id in doc.inserted:
         doc.inserted.discard(node.id)
         return
-    saved = written_state(doc.schema, node, strict=False)
+    try:
+        saved = written_state(doc.schema, node)
+    except UndefinedState as exc:
+        raise OperationFailed(str(exc)) from None
     saved.update(doc.undo_states.get(node.id, {}))  # earlier saves take precedence
     doc.undo_states[node.id] = saved
     doc.deleted.add(node.id)
@@ -321,49 +326,3 @@ def _already_there(start: Node, end: Node, target: Node, where: str) -> bool:
     if where == "before":
         return target.prev is end
     return target.last is end
-
-
-# -- state patch -------------------------------------------------------------
-
-
-def apply_patch(doc: DocNodeDoc, patch: dict[str, dict[str, str]], *, record: bool) -> None:
-    """Apply a state patch; with ``record``, save undo values first (§5).
-
-    Ids not in the doc are ignored. Text that is not JSON raises
-    ``OperationFailed`` that stops the batch.
-    """
-    for node_id in js_keys(patch):
-        node = doc.nodes.get(node_id)
-        if node is None:
-            continue
-        values = patch[node_id]
-        save = record and node_id not in doc.inserted
-        for key in js_keys(values):
-            if save:
-                _save_state(doc, node, key)
-            node.state[key] = _parse_state(doc, node, key, values[key])
-
-
-def _save_state(doc: DocNodeDoc, node: Node, key: str) -> None:
-    """Keep the key's written value from before its first change."""
-    saved = doc.undo_states.setdefault(node.id, {})
-    if key in saved:
-        return
-    state_def = doc.schema.state_defs(node.type).get(key)
-    value = node.state.get(key, state_def.default_string if state_def else UNDEFINED)
-    if value is not UNDEFINED:  # an undefined key has nothing to restore
-        saved[key] = value
-
-
-def _parse_state(doc: DocNodeDoc, node: Node, key: str, text: str) -> Any:
-    state_def = doc.schema.state_defs(node.type).get(key)
-    try:
-        if state_def is None:
-            js_parse(text)  # still parsed: invalid text fails even here
-            return UNDEFINED  # stored; serializing the doc will then fail (§4)
-        return state_def.written_from_text(text)
-    except JSONParseError as exc:
-        raise OperationFailed(f"State {key!r} of {node.id!r}: {exc}", stops=True) from None
-    except RecursionError:
-        # Valid JSON nested too deep for Python's parser: not of any kind.
-        return UNDEFINED if state_def is None else state_def.default_string

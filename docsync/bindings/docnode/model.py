@@ -283,6 +283,8 @@ def _children_of(entry: Any) -> list[Any]:
     if len(entry) < 4:
         return []
     children = entry[3]
+    if children is None:  # never written, but the library reads it as no children
+        return []
     if not isinstance(children, (list, tuple)):
         raise ValueError(f"The children of node {entry[0]!r} must be an array.")
     return list(children)
@@ -312,25 +314,28 @@ def _dump(doc: DocNodeDoc) -> list[Any]:
 
 
 def _entry(doc: DocNodeDoc, node: Node) -> list[Any]:
-    return [node.id, node.type, written_state(doc.schema, node, strict=True)]
+    return [node.id, node.type, written_state(doc.schema, node)]
 
 
-def written_state(schema: DocSchema, node: Node, *, strict: bool) -> dict[str, str]:
+class UndefinedState(ValueError):
+    """A node holds a state key its type does not define: it cannot be written."""
+
+
+def written_state(schema: DocSchema, node: Node) -> dict[str, str]:
     """Return the node's non-default written states, in the library's key order.
 
-    An undefined value raises ``ValueError`` when ``strict``, else is skipped.
+    Raises ``UndefinedState`` for a key the type does not define, with the
+    library's message.
     """
     defs = schema.state_defs(node.type)
     out: dict[str, str] = {}
     for key in js_keys(node.state):
         value = node.state[key]
         if value is UNDEFINED:
-            if strict:
-                raise ValueError(
-                    f"The JSON serialization for state {key} on a node of type "
-                    f"{node.type} is undefined."
-                )
-            continue
+            raise UndefinedState(
+                f"The JSON serialization for state {key} on a node of type "
+                f"{node.type} is undefined."
+            )
         if value != defs[key].default_string:
             out[key] = value
     return out
