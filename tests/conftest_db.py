@@ -70,7 +70,9 @@ def db_param(value: object, alias: str | None, *, id: str, transaction: bool = T
     """A ``pytest.param`` whose test uses database ``alias`` (``None``: no database)."""
     marks = []
     if alias is not None and database_unavailable(alias) is None:
-        marks.append(pytest.mark.django_db(transaction=transaction, databases=[alias]))
+        # Django makes every other alias depend on "default": set up both.
+        databases = sorted({"default", alias})
+        marks.append(pytest.mark.django_db(transaction=transaction, databases=databases))
     if alias == "postgres":
         marks.append(pytest.mark.postgres)
     return pytest.param(value, marks=marks, id=id)

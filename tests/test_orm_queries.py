@@ -90,9 +90,9 @@ def test_queries_do_not_grow_with_the_log(alias, origin, batches):
     assert count_queries(alias, squash_write(provider, "doc")) == 5
 
 
-def test_creating_a_document_costs_two_more(alias, origin):
+def test_creating_a_document_costs_two_more_queries(alias, origin):
     provider = ORMProvider(using=alias)
-    # BEGIN, lock (no row), SAVEPOINT, insert document, RELEASE, look up the
+    # BEGIN, lock (no row), upsert document, lock it, look up the
     # user, insert batch, update document, COMMIT (a new log is not read)
-    assert count_queries(alias, sync(provider, "new", origin)) == 9
+    assert count_queries(alias, sync(provider, "new", origin)) == 8
     assert count_queries(alias, pull(provider, "missing")) == 3  # BEGIN, lock, COMMIT

@@ -9,9 +9,10 @@ no row locks; there the database must run in ``IMMEDIATE`` transaction mode
 takes the write lock when it begins (system check ``docsync.W010``).
 
 A ``readwrite`` transaction on a document that does not exist yet inserts
-its row at once, so that concurrent creators queue on the unique ``doc_id``
-like everyone else; the loser of that race locks the winner's row instead.
-The row is removed again at the end if nothing was written.
+its row at once (an upsert on the unique ``doc_id``), so that concurrent
+creators queue on that row like everyone else; the losers of the race lock
+the winner's row once it commits. The row is removed again at the end if
+nothing was written.
 
 Queries per transaction do not depend on the log's length: one to lock,
 one per read or write, and one ``UPDATE`` of the document at the end (see
@@ -28,7 +29,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from ..exceptions import StorageError
@@ -42,6 +43,9 @@ from ..models import (
 from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
 
 logger = logging.getLogger(__name__)
+
+# latest_clock of a row inserted to take the lock, before anything is written.
+PLACEHOLDER_CLOCK = -1
 
 
 class ORMTransaction(ProviderTransaction):
@@ -71,18 +75,24 @@ class ORMTransaction(ProviderTransaction):
         return queryset.filter(doc_id=self.doc_id).first()
 
     def _insert_placeholder(self) -> None:
-        try:
-            with transaction.atomic(using=self.using):
-                self.doc = Document.objects.using(self.using).create(
-                    doc_id=self.doc_id, doc_type=self.doc_type or ""
-                )
-        except IntegrityError:
-            # Another transaction created it first and has committed: lock
-            # its row like any existing document.
-            self.doc = self._select_for_update()
-            self.exists = self.doc is not None
-            if self.doc is None:
-                raise
+        # An upsert rather than INSERT + IntegrityError: on MariaDB/MySQL a
+        # failed duplicate INSERT keeps a shared lock on the row, and two
+        # creators upgrading theirs deadlock; ON DUPLICATE KEY UPDATE takes the
+        # exclusive lock at once. Concurrent creators queue on the new row
+        # and, once its creator commits, lock it like any existing document.
+        connection = connections[self.using]
+        target = {}
+        if connection.features.supports_update_conflicts_with_target:
+            target["unique_fields"] = ["doc_id"]
+        placeholder = Document(
+            doc_id=self.doc_id, doc_type=self.doc_type or "", latest_clock=PLACEHOLDER_CLOCK
+        )
+        Document.objects.using(self.using).bulk_create(
+            [placeholder], update_conflicts=True, update_fields=["doc_id"], **target
+        )
+        self.doc = self._select_for_update()
+        # Our own row still has the placeholder clock, which is never committed.
+        self.exists = self.doc.latest_clock != PLACEHOLDER_CLOCK
 
     def flush(self) -> None:
         if self.doc is None:
@@ -175,7 +185,7 @@ class ORMTransaction(ProviderTransaction):
         assert self.doc is not None  # lock() inserted the row in readwrite mode
         if not self.exists:
             self.exists = True
-            self._set(owner=self._user(origin.user_id if origin else None))
+            self._set(owner=self._user(origin.user_id if origin else None), latest_clock=0)
         return self.doc
 
     def _get_snapshot(self) -> Any:
