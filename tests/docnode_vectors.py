@@ -31,13 +31,25 @@ def load_cases(filename: str) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with path.open(encoding="utf-8") as handle:
-        return json.load(handle)["cases"]
+        data = json.load(handle)
+    return data.get("cases", []) if isinstance(data, dict) else []
+
+
+def vector_files() -> list[str]:
+    """The three known files first, then any other ``*.json`` case file present."""
+    folder = vectors_dir()
+    if not folder.is_dir():
+        return []
+    others = sorted(p.name for p in folder.glob("*.json") if p.name not in VECTOR_FILES)
+    return [name for name in VECTOR_FILES if (folder / name).is_file()] + others
 
 
 def case_params() -> list[tuple[str, int]]:
     """(file, index) of every case in every present file."""
     return [
-        (filename, index) for filename in VECTOR_FILES for index in range(len(load_cases(filename)))
+        (filename, index)
+        for filename in vector_files()
+        for index in range(len(load_cases(filename)))
     ]
 
 
