@@ -112,9 +112,9 @@ class DocNodeBinding(BaseBinding):
                 serialized_doc = json.loads(serialized_doc)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"The DocNode snapshot is not JSON: {exc}") from None
-        doc = load_doc(self.schema, serialized_doc)
-        self._check_doc_id(doc.id)
-        return doc
+        if isinstance(serialized_doc, (list, tuple)) and serialized_doc:
+            self._check_doc_id(serialized_doc[0])  # first, as the library does
+        return load_doc(self.schema, serialized_doc)
 
     def serialize(self, doc: DocNodeDoc) -> list[Any]:
         """Return the snapshot as a JSON value (``toJSON({unsafe: true})``)."""
