@@ -30,6 +30,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, connections, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..exceptions import StorageError
@@ -247,15 +248,19 @@ class ORMProvider(BaseProvider):
             logger.exception("Database error on document %r", doc_id)
             raise StorageError() from exc
 
+    def tombstones(self, older_than: timedelta) -> QuerySet[Document]:
+        """Documents deleted more than ``older_than`` ago."""
+        cutoff = timezone.now() - older_than
+        return Document.objects.using(self.using).filter(deleted_at__lt=cutoff)
+
     def purge_tombstones(self, older_than: timedelta) -> int:
         """Delete tombstones deleted more than ``older_than`` ago; return how many.
 
         A purged document id can be used again: a client that still holds a
         copy of it would bring it back.
         """
-        cutoff = timezone.now() - older_than
-        tombstones = Document.objects.using(self.using).filter(deleted_at__lt=cutoff)
-        return tombstones.delete()[1].get(Document._meta.label, 0)
+        deleted = self.tombstones(older_than).delete()[1]
+        return deleted.get(Document._meta.label, 0)
 
     def __repr__(self) -> str:
         return f"ORMProvider(using={self.using!r})"
@@ -268,3 +273,25 @@ def is_sqlite_without_immediate(using: str) -> bool:
         return False
     mode = (config.get("OPTIONS") or {}).get("transaction_mode") or ""
     return mode.upper() not in ("IMMEDIATE", "EXCLUSIVE")
+
+
+def configured_provider() -> BaseProvider:
+    """The provider ``DOCSYNC["PROVIDER"]`` names, built with its options."""
+    from ..conf import docsync_settings
+
+    provider = docsync_settings.PROVIDER
+    if isinstance(provider, type):
+        return provider(**(docsync_settings.PROVIDER_OPTIONS or {}))
+    return provider
+
+
+def orm_provider_for(using: str) -> ORMProvider:
+    """The configured provider if it is an ``ORMProvider`` on ``using``, else a new one.
+
+    The admin and the management commands work on rows of one database and
+    must go through a provider on that same database.
+    """
+    provider = configured_provider()
+    if isinstance(provider, ORMProvider) and provider.using == using:
+        return provider
+    return ORMProvider(using=using)

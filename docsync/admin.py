@@ -1,0 +1,263 @@
+"""Admin for documents: look, squash, delete; never touch clocks by hand.
+
+Clocks and snapshots are read-only. Squashing and deleting go through
+``ORMProvider`` (the document's lock, a tombstone on delete) rather than raw
+row operations, so nothing done here can break a client's sync.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import F
+from django.db.models.functions import Length
+from django.utils.html import format_html
+
+from .bindings import get_binding_registry
+from .models import BINARY_TYPES, Document, OperationBatch
+from .providers.orm import orm_provider_for
+from .squash import squash_document
+
+RENDER_LIMIT = 100_000
+PREVIEW_LIMIT = 200
+
+
+def _preview(value: Any, limit: int) -> str:
+    if isinstance(value, BINARY_TYPES):
+        text = f"<{len(value)} bytes> {bytes(value[:32]).hex()}"
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def _pre(text: str) -> str:
+    return format_html(
+        '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}</pre>', text
+    )
+
+
+class DeletedFilter(admin.SimpleListFilter):
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Live"), ("yes", "Deleted (tombstones)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(deleted_at__isnull=self.value() == "no")
+        return queryset
+
+
+class SquashErrorFilter(admin.SimpleListFilter):
+    title = "squash error"
+    parameter_name = "squash_error"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Failed"), ("no", "OK")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(squash_error="")
+        if self.value() == "no":
+            return queryset.filter(squash_error="")
+        return queryset
+
+
+class ReadOnlyMixin:
+    """Viewable, never added, changed or deleted through the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PendingBatchInline(ReadOnlyMixin, admin.TabularInline):
+    model = OperationBatch
+    verbose_name_plural = "pending batches (not yet squashed)"
+    fields = ("clock", "user", "device_id", "client_id", "created_at", "operations_preview")
+    readonly_fields = fields
+    ordering = ("clock",)
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="operations")
+    def operations_preview(self, batch: OperationBatch) -> str:
+        return _preview(batch.get_operations(), PREVIEW_LIMIT)
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = (
+        "doc_id",
+        "doc_type",
+        "owner",
+        "latest_clock",
+        "pending_batches",
+        "snapshot_size",
+        "updated_at",
+        "has_squash_error",
+        "is_deleted",
+    )
+    list_filter = ("doc_type", "updated_at", DeletedFilter, SquashErrorFilter)
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    ordering = ("-updated_at",)
+    fields = (
+        "doc_id",
+        "doc_type",
+        "owner",
+        "snapshot_clock",
+        "latest_clock",
+        "pending_batches",
+        "snapshot_size",
+        "rendered_snapshot",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "squash_error",
+    )
+    readonly_fields = tuple(name for name in fields if name != "owner")
+    inlines = [PendingBatchInline]
+    actions = ["squash_now", "delete_leaving_tombstone"]
+
+    def get_search_fields(self, request):
+        return ("doc_id", f"owner__{get_user_model().USERNAME_FIELD}")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .defer("snapshot")
+            .annotate(
+                pending=F("latest_clock") - F("snapshot_clock"),
+                snapshot_bytes=Length("snapshot"),
+            )
+        )
+
+    def has_add_permission(self, request):
+        return False  # documents come from clients
+
+    # Columns.
+
+    @admin.display(description="pending batches", ordering="pending")
+    def pending_batches(self, doc: Document) -> int:
+        return doc.pending
+
+    @admin.display(description="snapshot size", ordering="snapshot_bytes")
+    def snapshot_size(self, doc: Document) -> str:
+        size = getattr(doc, "snapshot_bytes", None)
+        return "—" if size is None else f"{size:,} B"
+
+    @admin.display(description="squash error", boolean=True)
+    def has_squash_error(self, doc: Document) -> bool:
+        return bool(doc.squash_error)
+
+    @admin.display(description="deleted", boolean=True, ordering="deleted_at")
+    def is_deleted(self, doc: Document) -> bool:
+        return doc.deleted_at is not None
+
+    @admin.display(description="snapshot")
+    def rendered_snapshot(self, doc: Document) -> str:
+        value = doc.get_snapshot()
+        if value is None:
+            return "(no snapshot)"
+        binding = get_binding_registry().get(doc.doc_type)
+        try:
+            if binding is not None:
+                text = binding.render(value)
+            elif isinstance(value, BINARY_TYPES):
+                text = f"<{len(value)} bytes>"
+            else:
+                text = json.dumps(value, indent=2, ensure_ascii=False)
+        except Exception as exc:  # noqa: BLE001  (a broken snapshot still gets a page)
+            text = f"Cannot render this snapshot: {exc.__class__.__name__}: {exc}"
+        if len(text) > RENDER_LIMIT:
+            text = text[:RENDER_LIMIT] + f"\n… ({len(text) - RENDER_LIMIT:,} more characters)"
+        return _pre(text)
+
+    # Saving and deleting: through the provider, never raw.
+
+    def save_model(self, request, obj, form, change):
+        # Only the owner is editable; saving every field would write back
+        # clocks read before a concurrent sync.
+        obj.save(update_fields=["owner"])
+
+    def delete_model(self, request, obj):
+        self._tombstone(obj._state.db, [obj.doc_id])
+
+    def delete_queryset(self, request, queryset):
+        self._tombstone(queryset.db, list(queryset.values_list("doc_id", flat=True)))
+
+    def get_deleted_objects(self, objs, request):
+        # The rows stay as tombstones; their batches go with the delete.
+        names = [f"{doc} (leaves a tombstone)" for doc in objs]
+        perms_needed = set() if self.has_delete_permission(request) else {"document"}
+        return names, {"documents": len(names)}, perms_needed, []
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by delete_leaving_tombstone
+        return actions
+
+    def _tombstone(self, using: str, doc_ids: list[str]) -> int:
+        provider = orm_provider_for(using)
+        deleted = 0
+        for doc_id in doc_ids:
+            with provider.transaction("readwrite", doc_id) as tx:
+                deleted += tx.delete_doc()
+        return deleted
+
+    # Actions.
+
+    @admin.action(description="Squash now", permissions=["change"])
+    def squash_now(self, request, queryset):
+        provider, registry = orm_provider_for(queryset.db), get_binding_registry()
+        squashed, failures = 0, []
+        for doc_id in queryset.values_list("doc_id", flat=True):
+            try:
+                squashed += squash_document(provider, registry, doc_id) is not None
+            except Exception as exc:  # noqa: BLE001  (recorded on the document too)
+                failures.append(f"{doc_id}: {exc.__class__.__name__}: {exc}")
+        self.message_user(request, f"Squashed {squashed} document(s).", messages.SUCCESS)
+        for failure in failures:
+            self.message_user(request, f"Squash failed for {failure}", messages.ERROR)
+
+    @admin.action(description="Delete (leave tombstone)", permissions=["delete"])
+    def delete_leaving_tombstone(self, request, queryset):
+        deleted = self._tombstone(queryset.db, list(queryset.values_list("doc_id", flat=True)))
+        self.message_user(request, f"Deleted {deleted} document(s); tombstones remain.")
+
+
+@admin.register(OperationBatch)
+class OperationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("document", "clock", "user", "device_id", "client_id", "created_at")
+    list_select_related = ("document", "user")
+    search_fields = ("document__doc_id", "device_id", "client_id")
+    fields = (
+        "document",
+        "clock",
+        "user",
+        "device_id",
+        "client_id",
+        "created_at",
+        "rendered_operations",
+    )
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("operations")
+
+    @admin.display(description="operations")
+    def rendered_operations(self, batch: OperationBatch) -> str:
+        values = batch.get_operations()
+        return _pre("\n".join(_preview(value, RENDER_LIMIT) for value in values))
