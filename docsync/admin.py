@@ -138,7 +138,7 @@ class DocumentAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .defer("snapshot")
             .annotate(
-                pending=F("latest_clock") - F("snapshot_clock"),
+                pending_count=F("latest_clock") - F("snapshot_clock"),
                 snapshot_bytes=Length("snapshot"),
             )
         )
@@ -148,7 +148,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     # Columns.
 
-    @admin.display(description="pending batches", ordering="pending")
+    @admin.display(description="pending batches", ordering="pending_count")
     def pending_batches(self, doc: Document) -> int:
         return doc.pending
 
