@@ -43,6 +43,11 @@ def database_from_url(url: str) -> dict[str, Any]:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": parsed.hostname or "",
         "PORT": str(parsed.port or ""),
+        # Every request is a database_sync_to_async hop, which closes
+        # connections past their age: with the default age of 0 each sync
+        # would open a new connection (milliseconds on PostgreSQL).
+        "CONN_MAX_AGE": 600,
+        "CONN_HEALTH_CHECKS": True,
     }
     if scheme in ("mysql", "mariadb"):
         config["OPTIONS"] = {"charset": "utf8mb4"}
