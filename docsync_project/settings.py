@@ -78,7 +78,18 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-DOCSYNC = {}
+DOCSYNC = {
+    # Documents live in the database (SQLite here, PostgreSQL with DATABASE_URL).
+    "PROVIDER": "docsync.providers.orm.ORMProvider",
+    # The document types this server can squash. "doc" is the DocNode type
+    # of the DocSync examples: paragraphs ("p") with a text state.
+    "BINDINGS": {
+        "doc": {
+            "class": "docsync.bindings.docnode.DocNodeBinding",
+            "options": {"doc_type": "doc", "nodes": {"doc": {}, "p": {"text": {"kind": "string"}}}},
+        },
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
