@@ -66,13 +66,24 @@ def require_database(alias: str | None) -> None:
     pytest.skip(reason)
 
 
+def django_db_on(alias: str, *, transaction: bool = True):
+    """``django_db`` on ``alias`` (and "default"), or no mark when its server is down.
+
+    Without the mark pytest-django does not try to create that test database;
+    the test then calls :func:`require_database`, which skips or fails.
+    """
+    if database_unavailable(alias) is not None:
+        # A mark that does nothing: require_database() skips or fails the test.
+        return pytest.mark.skipif(False, reason=f"database {alias!r} is down")
+    # Django makes every other alias depend on "default": set up both.
+    return pytest.mark.django_db(transaction=transaction, databases=sorted({"default", alias}))
+
+
 def db_param(value: object, alias: str | None, *, id: str, transaction: bool = True):  # noqa: A002
     """A ``pytest.param`` whose test uses database ``alias`` (``None``: no database)."""
     marks = []
-    if alias is not None and database_unavailable(alias) is None:
-        # Django makes every other alias depend on "default": set up both.
-        databases = sorted({"default", alias})
-        marks.append(pytest.mark.django_db(transaction=transaction, databases=databases))
+    if alias is not None:
+        marks.append(django_db_on(alias, transaction=transaction))
     if alias == "postgres":
         marks.append(pytest.mark.postgres)
     return pytest.param(value, marks=marks, id=id)

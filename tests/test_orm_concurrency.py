@@ -21,7 +21,7 @@ from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
 from docsync.squash import squash_document
 from tests.bindings import ListBinding
-from tests.conftest_db import db_param, require_database
+from tests.conftest_db import db_param, django_db_on, require_database
 
 THREADS = 8
 APPENDS = 50
@@ -179,7 +179,7 @@ class _Counter:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+@django_db_on("postgres")
 def test_a_reader_waits_for_a_squash_to_commit():
     """A readonly transaction blocks on the row lock, then sees the squash whole."""
     require_database("postgres")
