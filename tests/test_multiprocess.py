@@ -13,10 +13,9 @@ import subprocess
 import uuid
 
 import pytest
-from django.conf import settings
 
-from tests.conftest_db import database_unavailable
-from tests.liveserver import LiveServer, free_port, manage, wait_for_port
+from tests.e2e_db import pg_url  # noqa: F401  (fixture)
+from tests.liveserver import LiveServer, free_port, wait_for_port
 from tests.services import _skip_or_fail
 from tests.sioclient import Client
 
@@ -65,31 +64,6 @@ def redis_proc():
     redis = RedisProcess().start()
     yield redis
     redis.stop()
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    reason = database_unavailable("postgres")
-    if reason:
-        _skip_or_fail(reason)
-    import psycopg
-
-    config = settings.DATABASES["postgres"]
-    name = f"docsync_e2e_{uuid.uuid4().hex[:8]}"
-    admin = dict(
-        host=config["HOST"],
-        port=config["PORT"] or 5432,
-        user=config["USER"],
-        dbname=config["NAME"],
-        autocommit=True,
-    )
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgres://{config['USER']}@{config['HOST']}:{config['PORT'] or 5432}/{name}"
-    manage("migrate", "-v", "0", env={"E2E_DATABASE_URL": url})
-    yield url
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

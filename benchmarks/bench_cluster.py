@@ -1,0 +1,119 @@
+"""Benchmark docsync on 1, 2 and 3 processes behind Redis (a script that prints numbers).
+
+    python benchmarks/bench_cluster.py [--redis-url redis://127.0.0.1:6379/9]
+        [--database-url postgres://postgres@127.0.0.1:5432/test]
+
+For each process count it starts that many daphne (or uvicorn) processes on
+channels-redis and the ORM provider, spreads clients round-robin over them,
+and reports the ``dirty`` fan-out latency from one writer's ack to each of
+100 readers (p50 / p99), and the sync throughput of 50 clients on their own
+documents. The load generator shares the machine's two cores with the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_server import RawClient, pct, start_server  # noqa: E402
+
+
+async def fan_out(urls, readers_n, rounds) -> list[float]:
+    doc = f"fan-{time.time_ns()}"
+    async with aiohttp.ClientSession() as session:
+        writer = RawClient(session, urls[0], "valid-writer", "writer")
+        readers = [
+            RawClient(session, urls[i % len(urls)], f"valid-r{i}", f"r{i}") for i in range(readers_n)
+        ]
+        for c in [writer, *readers]:
+            await c.connect()
+            await c.sync(doc, [])
+        latencies = []
+        for round_ in range(rounds):
+            for r in readers:
+                r.dirty_event.clear()
+                r.dirty_at.clear()
+            await writer.sync(doc, [["w", round_]], 0)
+            acked = time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(*(r.dirty_event.wait() for r in readers)), 20)
+            latencies.extend(r.dirty_at[0] - acked for r in readers)
+        for c in [writer, *readers]:
+            await c.close()
+    return latencies
+
+
+async def throughput(urls, clients_n, seconds) -> float:
+    async with aiohttp.ClientSession() as session:
+        clients = [
+            RawClient(session, urls[i % len(urls)], f"valid-t{i}", f"t{i}") for i in range(clients_n)
+        ]
+        for c in clients:
+            await c.connect()
+        counts = [0] * clients_n
+        stop = time.perf_counter() + seconds
+
+        async def loop(i, c):
+            doc = f"thr-{time.time_ns()}-{i}"
+            clock = (await c.sync(doc, []))["data"]["clock"]
+            while time.perf_counter() < stop:
+                clock = (await c.sync(doc, [["op", clock]], clock))["data"]["clock"]
+                counts[i] += 1
+
+        await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
+        for c in clients:
+            await c.close()
+    return sum(counts) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument("--readers", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    from tests.liveserver import free_port
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
+        "E2E_REDIS_URL": args.redis_url,
+        "E2E_DATABASE_URL": args.database_url,
+        "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
+        "E2E_SQUASH_THRESHOLD": "100",
+    }
+    subprocess.run([sys.executable, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    print(f"{args.server}, ORMProvider on {args.database_url.split('@')[-1]}, Redis {args.redis_url}")
+    for n in (1, 2, 3):
+        ports = [free_port() for _ in range(n)]
+        procs = [start_server(args.server, port, env) for port in ports]
+        urls = [f"http://127.0.0.1:{port}/socket.io/" for port in ports]
+        try:
+            lat = asyncio.run(fan_out(urls, args.readers, args.rounds))
+            rate = asyncio.run(throughput(urls, args.clients, args.seconds))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait()
+        print(
+            f"{n} process(es): fan-out 1 -> {args.readers} readers p50 {pct(lat, 0.5) * 1e3:.1f} ms,"
+            f" p99 {pct(lat, 0.99) * 1e3:.1f} ms; {args.clients} clients {rate:,.0f} syncs/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
