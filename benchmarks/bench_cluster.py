@@ -34,7 +34,8 @@ async def fan_out(urls, readers_n, rounds) -> list[float]:
     async with aiohttp.ClientSession() as session:
         writer = RawClient(session, urls[0], "valid-writer", "writer")
         readers = [
-            RawClient(session, urls[i % len(urls)], f"valid-r{i}", f"r{i}") for i in range(readers_n)
+            RawClient(session, urls[i % len(urls)], f"valid-r{i}", f"r{i}")
+            for i in range(readers_n)
         ]
         for c in [writer, *readers]:
             await c.connect()
@@ -56,7 +57,8 @@ async def fan_out(urls, readers_n, rounds) -> list[float]:
 async def throughput(urls, clients_n, seconds) -> float:
     async with aiohttp.ClientSession() as session:
         clients = [
-            RawClient(session, urls[i % len(urls)], f"valid-t{i}", f"t{i}") for i in range(clients_n)
+            RawClient(session, urls[i % len(urls)], f"valid-t{i}", f"t{i}")
+            for i in range(clients_n)
         ]
         for c in clients:
             await c.connect()
@@ -96,8 +98,12 @@ def main() -> None:
         "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
         "E2E_SQUASH_THRESHOLD": "100",
     }
-    subprocess.run([sys.executable, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-    print(f"{args.server}, ORMProvider on {args.database_url.split('@')[-1]}, Redis {args.redis_url}")
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    print(
+        f"{args.server}, ORMProvider on {args.database_url.split('@')[-1]}, Redis {args.redis_url}"
+    )
     for n in (1, 2, 3):
         ports = [free_port() for _ in range(n)]
         procs = [start_server(args.server, port, env) for port in ports]

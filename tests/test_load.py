@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from tests.e2e_db import pg_url  # noqa: F401  (fixture)
 from tests.liveserver import LiveServer
 from tests.sioclient import Client
 
@@ -65,7 +64,7 @@ def check(ops: list, acked: list) -> None:
         assert mine == sorted(mine), f"writer w{n}'s operations out of order"
 
 
-async def test_concurrent_writers_with_squashing(pg_url):  # noqa: F811
+async def test_concurrent_writers_with_squashing(pg_url):
     server = LiveServer(env=server_env(pg_url)).start()
     doc = "01k" + uuid.uuid4().hex[:23]
     try:
@@ -80,7 +79,7 @@ async def test_concurrent_writers_with_squashing(pg_url):  # noqa: F811
     assert "squashing" not in server.output(), server.output()
 
 
-async def test_restart_mid_run_loses_nothing_acknowledged(pg_url):  # noqa: F811
+async def test_restart_mid_run_loses_nothing_acknowledged(pg_url):
     server = LiveServer(env=server_env(pg_url)).start()
     doc = "01k" + uuid.uuid4().hex[:23]
     acked: list = []

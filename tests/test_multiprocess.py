@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 
-from tests.e2e_db import pg_url  # noqa: F401  (fixture)
 from tests.liveserver import LiveServer, free_port, wait_for_port
 from tests.services import _skip_or_fail
 from tests.sioclient import Client
