@@ -19,4 +19,5 @@ def server():
 def app(server):
     return server.as_asgi()
 
+
 from tests.e2e_db import pg_url  # noqa: E402, F401  (a fixture for end-to-end servers)
