@@ -154,7 +154,7 @@ def test_squashing_while_others_append_loses_nothing(provider):
                     assert squashed.wait(TIMEOUT)
                 append(provider, "doc", [thread, i])
         finally:
-            if finished.wait() == writers:
+            if finished.arrive() == writers:
                 done.set()
 
     run_threads(writers + 1, lambda thread: squasher() if thread == writers else writer(thread))
@@ -166,13 +166,13 @@ def test_squashing_while_others_append_loses_nothing(provider):
 
 
 class _Counter:
-    """Counts arrivals; ``wait()`` returns the arrival number."""
+    """Counts arrivals; ``arrive()`` returns the arrival number."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
 
-    def wait(self) -> int:
+    def arrive(self) -> int:
         with self._lock:
             self._count += 1
             return self._count
