@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .server import nonblocking
 
+
+@nonblocking
 def authorize(event: Any) -> bool:
     """Default: any authenticated connection may do anything."""
     return event["userId"] is not None
 
 
+@nonblocking
 def allow_all(event: Any) -> bool:
     """Allow every request (tests and demos)."""
     return True

@@ -74,6 +74,16 @@ class Event(dict):
         return {re.sub(r"([A-Z])", r"_\1", k).lower(): v for k, v in self.items()}
 
 
+def nonblocking(func: Callable) -> Callable:
+    """Mark a plain ``authorize`` that never blocks (no database, no I/O).
+
+    With a non-blocking provider (``InMemoryProvider``) requests then run on
+    the event loop, without a thread hop.
+    """
+    func.nonblocking = True
+    return func
+
+
 def _call_sync_or_async(func: Callable, *args: Any) -> Any:
     """Call a plain or async callable from async code; plain ones run in a DB hop."""
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
@@ -142,6 +152,12 @@ class DocSyncServer:
         self._squashing: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
+        # Skip the thread hop when nothing in a request can block: a provider
+        # that says so (in memory) and an authorize that is async or marked
+        # @nonblocking. A hop costs more than the whole in-memory sync.
+        authorize_inline = self._authorize_is_async or getattr(self.authorize, "nonblocking", False)
+        self._check_inline = authorize_inline
+        self._inline = authorize_inline and not getattr(self.provider, "blocking", True)
 
     # -- listeners ---------------------------------------------------------
 
@@ -223,12 +239,22 @@ class DocSyncServer:
         if not self.authorize(event):
             raise PermissionDenied()
 
+    @staticmethod
+    async def _hop(inline: bool, func: Callable, *args: Any) -> Any:
+        """Run ``func`` in ONE database hop, or right here when nothing blocks."""
+        if inline:
+            return func(*args)
+        # Not thread-sensitive: requests run in a pool of threads, each with
+        # its own database connection, so syncs of different documents
+        # proceed in parallel (the provider's row lock orders one document).
+        return await database_sync_to_async(func, thread_sensitive=False)(*args)
+
     async def check(self, kind: str, req: dict[str, Any], identity: Event) -> None:
         """Authorize a request that needs no storage (presence, unsubscribe)."""
         if self._authorize_is_async:
             await self._authorize_async(kind, req, identity)
         else:
-            await database_sync_to_async(self._authorize)(kind, req, identity)
+            await self._hop(self._check_inline, self._authorize, kind, req, identity)
 
     async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Event) -> None:
         event = Event(
@@ -248,8 +274,8 @@ class DocSyncServer:
         """Authorize and run a sync in one database hop."""
         if self._authorize_is_async:
             await self._authorize_async("sync", req.as_wire(), identity)
-        return await database_sync_to_async(self._sync_hop)(
-            req, identity, origin, self._authorize_is_async
+        return await self._hop(
+            self._inline, self._sync_hop, req, identity, origin, self._authorize_is_async
         )
 
     def _delete_hop(self, req: DocRequest, identity: Event, authorized: bool) -> bool:
@@ -262,8 +288,8 @@ class DocSyncServer:
         """Authorize and delete a document (tombstone) in one database hop."""
         if self._authorize_is_async:
             await self._authorize_async("delete-doc", {"docId": req.doc_id}, identity)
-        return await database_sync_to_async(self._delete_hop)(
-            req, identity, self._authorize_is_async
+        return await self._hop(
+            self._inline, self._delete_hop, req, identity, self._authorize_is_async
         )
 
     # -- ordering and squashing --------------------------------------------

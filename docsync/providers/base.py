@@ -137,6 +137,11 @@ class ProviderTransaction:
 class BaseProvider:
     """Storage for documents. Subclasses implement :meth:`transaction`."""
 
+    #: Whether transactions may block (database I/O): they then run in a
+    #: thread (``database_sync_to_async``); a provider that never blocks may
+    #: set this to False and run on the event loop.
+    blocking = True
+
     def __init__(self, **options: Any) -> None:
         self.options = options
 

@@ -8,6 +8,7 @@ a failed request leaves the document exactly as it was.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,10 +55,12 @@ class InMemoryTransaction(ProviderTransaction):
     def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
         if self.doc is None:
             return []
+        batches = self.doc.batches  # sorted by clock: find the start by bisection
+        start = bisect.bisect_right(batches, after_clock, key=lambda b: b[0])
         return [
             Batch(clock, ops)
-            for clock, ops, _ in self.doc.batches
-            if clock > after_clock and (up_to_clock is None or clock <= up_to_clock)
+            for clock, ops, _ in batches[start:]
+            if up_to_clock is None or clock <= up_to_clock
         ]
 
     def _writable_doc(self, origin: Origin | None) -> _StoredDoc:
@@ -101,6 +104,8 @@ class InMemoryTransaction(ProviderTransaction):
 
 class InMemoryProvider(BaseProvider):
     """Keeps every document in this process's memory."""
+
+    blocking = False
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
