@@ -15,6 +15,7 @@ import logging
 import re
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -247,7 +248,9 @@ class DocSyncServer:
         # Not thread-sensitive: requests run in a pool of threads, each with
         # its own database connection, so syncs of different documents
         # proceed in parallel (the provider's row lock orders one document).
-        return await database_sync_to_async(func, thread_sensitive=False)(*args)
+        return await database_sync_to_async(
+            func, thread_sensitive=False, executor=_database_executor()
+        )(*args)
 
     async def check(self, kind: str, req: dict[str, Any], identity: Event) -> None:
         """Authorize a request that needs no storage (presence, unsubscribe)."""
@@ -357,6 +360,21 @@ class DocSyncServer:
         from .consumers import DocSyncConsumer
 
         return DocSyncConsumer.as_asgi(server=self, **initkwargs)
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _database_executor() -> ThreadPoolExecutor:
+    """The threads (each with its own database connection) requests run in."""
+    global _executor
+    if _executor is None:
+        from .conf import docsync_settings
+
+        _executor = ThreadPoolExecutor(
+            max_workers=docsync_settings.DATABASE_THREADS, thread_name_prefix="docsync-db"
+        )
+    return _executor
 
 
 _default_server: DocSyncServer | None = None

@@ -57,7 +57,7 @@ def squash_document(
             tx.record_squash_failure(f"{exc.__class__.__name__}: {exc}")
         raise
     with provider.transaction("readwrite", doc_id) as tx:
-        current = tx.get_serialized_doc()
+        current = tx.get_serialized_doc(with_snapshot=False)
         if current is None or current.deleted or current.clock != record.clock:
             return None  # deleted or squashed by someone else meanwhile
         tx.save_serialized_doc(snapshot, record.latest_clock)

@@ -39,7 +39,7 @@ def sync_document(provider: BaseProvider, req: SyncRequest, origin: Origin) -> S
     writes = bool(req.operations) or req.serialized_doc is not None
     mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
-        record = tx.get_serialized_doc()
+        record = tx.get_serialized_doc(with_snapshot=False)
         if record is not None:
             if record.deleted:
                 raise DocumentDeleted(req.doc_id)
@@ -48,13 +48,13 @@ def sync_document(provider: BaseProvider, req: SyncRequest, origin: Origin) -> S
                     f"type {req.doc_type!r} does not match document {req.doc_id!r}, "
                     f"which is of type {record.doc_type!r}."
                 )
-        has_snapshot = record is not None and record.serialized_doc is not None
+        has_snapshot = record is not None and record.has_snapshot
         if not has_snapshot and req.serialized_doc is not None:
             tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
-            record = tx.get_serialized_doc()
+            record = tx.get_serialized_doc(with_snapshot=False)
             has_snapshot = False  # the client already has what we just stored
         if has_snapshot and (req.serialized_doc is None or record.clock > req.clock):
-            snapshot, base = record.serialized_doc, record.clock
+            snapshot, base = tx.get_serialized_doc().serialized_doc, record.clock
         else:
             snapshot, base = None, req.clock
         batches = tx.get_operations(base)

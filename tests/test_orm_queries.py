@@ -51,7 +51,7 @@ def sync(provider: ORMProvider, doc_id: str, origin: Origin):
 
     def work():
         with provider.transaction("readwrite", doc_id, doc_type="list") as tx:
-            record = tx.get_serialized_doc()
+            record = tx.get_serialized_doc(with_snapshot=False)
             tx.get_operations(record.clock if record else 0)
             tx.save_operations(["new"], origin)
 
@@ -61,7 +61,7 @@ def sync(provider: ORMProvider, doc_id: str, origin: Origin):
 def pull(provider: ORMProvider, doc_id: str):
     def work():
         with provider.transaction("readonly", doc_id) as tx:
-            tx.get_serialized_doc()
+            tx.get_serialized_doc(with_snapshot=False)
             tx.get_operations(0)
 
     return work
@@ -70,7 +70,7 @@ def pull(provider: ORMProvider, doc_id: str):
 def squash_write(provider: ORMProvider, doc_id: str):
     def work():
         with provider.transaction("readwrite", doc_id) as tx:
-            record = tx.get_serialized_doc()
+            record = tx.get_serialized_doc(with_snapshot=False)
             tx.save_serialized_doc(["folded"], record.latest_clock)
             tx.delete_operations(record.latest_clock)
             tx.record_squash_failure(None)

@@ -51,6 +51,13 @@ class DocRecord:
     latest_clock: int
     deleted: bool = False
     owner_id: str | None = None
+    #: Whether a snapshot is stored, even when ``serialized_doc`` was not
+    #: loaded (``get_serialized_doc(with_snapshot=False)``).
+    has_snapshot: bool = False
+
+    def __post_init__(self) -> None:
+        if self.serialized_doc is not None:
+            object.__setattr__(self, "has_snapshot", True)
 
     @property
     def pending(self) -> int:
@@ -74,10 +81,14 @@ class ProviderTransaction:
         self.mode = mode
         self.doc_type = doc_type
 
-    def get_serialized_doc(self) -> DocRecord | None:
+    def get_serialized_doc(self, with_snapshot: bool = True) -> DocRecord | None:
         """Return the document's record, or ``None`` if it never existed.
 
-        A deleted document returns its tombstone (``deleted=True``).
+        A deleted document returns its tombstone (``deleted=True``). With
+        ``with_snapshot=False`` a provider may skip reading the snapshot
+        (``serialized_doc`` is then ``None`` but ``has_snapshot`` tells
+        whether one exists): a sync needs the clocks on every request and
+        the snapshot only when it sends it.
         """
         raise NotImplementedError(".get_serialized_doc() must be implemented.")
 

@@ -38,7 +38,7 @@ class InMemoryTransaction(ProviderTransaction):
         self.doc = doc.copy() if doc is not None else None
         self.changed = False
 
-    def get_serialized_doc(self) -> DocRecord | None:
+    def get_serialized_doc(self, with_snapshot: bool = True) -> DocRecord | None:
         doc = self.doc
         if doc is None:
             return None

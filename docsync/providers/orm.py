@@ -72,7 +72,8 @@ class ORMTransaction(ProviderTransaction):
             self._insert_placeholder()
 
     def _select_for_update(self) -> Document | None:
-        queryset = Document.objects.using(self.using).select_for_update()
+        # The snapshot (possibly megabytes) is read only when needed.
+        queryset = Document.objects.using(self.using).select_for_update().defer("snapshot")
         return queryset.filter(doc_id=self.doc_id).first()
 
     def _insert_placeholder(self) -> None:
@@ -105,18 +106,19 @@ class ORMTransaction(ProviderTransaction):
 
     # The contract.
 
-    def get_serialized_doc(self) -> DocRecord | None:
+    def get_serialized_doc(self, with_snapshot: bool = True) -> DocRecord | None:
         doc = self.doc
         if doc is None or not self.exists:
             return None
         return DocRecord(
             doc_id=self.doc_id,
             doc_type=doc.doc_type,
-            serialized_doc=self._get_snapshot(),
+            serialized_doc=self._get_snapshot() if with_snapshot else None,
             clock=doc.snapshot_clock,
             latest_clock=doc.latest_clock,
             deleted=doc.deleted_at is not None,
             owner_id=None if doc.owner_id is None else str(doc.owner_id),
+            has_snapshot=bool(doc.snapshot_format),
         )
 
     def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
