@@ -233,10 +233,18 @@ class DocSyncServer:
 
     # -- policy, run in one database hop -----------------------------------
 
-    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> None:
-        event = Event(
-            type=kind, req=Event(req), userId=identity["userId"], context=identity.get("context")
+    def _authorize_event(self, kind: str, req: dict[str, Any], identity: Event) -> Event:
+        # provider: so that an authorize can find the document (docsync.permissions).
+        return Event(
+            type=kind,
+            req=Event(req),
+            userId=identity["userId"],
+            context=identity.get("context"),
+            provider=self.provider,
         )
+
+    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+        event = self._authorize_event(kind, req, identity)
         if not self.authorize(event):
             raise PermissionDenied()
 
@@ -260,9 +268,7 @@ class DocSyncServer:
             await self._hop(self._check_inline, self._authorize, kind, req, identity)
 
     async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Event) -> None:
-        event = Event(
-            type=kind, req=Event(req), userId=identity["userId"], context=identity.get("context")
-        )
+        event = self._authorize_event(kind, req, identity)
         if not await self.authorize(event):
             raise PermissionDenied()
 
