@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -33,7 +34,8 @@ from .exceptions import DocsyncError, PermissionDenied, ProtocolError, Validatio
 from .fanout import FanOutMixin
 from .handshake import handshake
 from .providers.base import Origin
-from .server import DocSyncServer, Event, get_default_server
+from .revocation import session_hash, user_group
+from .server import _SIGNALS, DocSyncServer, Event, get_default_server
 from .state import Member, has_collaborators
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.srv = self.server or get_default_server()
         self.identity: Event | None = None
         self.user: Any = None
+        self.user_group: str | None = None
         self.docs: set[str] = set()
         self.pending: p.Packet | None = None
         self.pending_bytes = 0
@@ -106,8 +109,20 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         )
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        await self._end("transport close")
+        # uvicorn closes every WebSocket with 1012 (service restart) on shutdown.
+        going = message.get("code") == 1012
+        await self._end("server shutting down" if going else "transport close")
         raise StopConsumer()
+
+    async def on_server_stop(self) -> None:
+        cleanup = getattr(self, "cleanup", None)
+        try:
+            if cleanup is not None:
+                await asyncio.wait_for(cleanup, 5)
+            else:
+                await asyncio.wait_for(self.shutdown("server shutting down"), 5)
+        except Exception:
+            logger.exception("docsync: clean-up on server shutdown failed")
 
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close=False
@@ -213,7 +228,10 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
         self.srv.unregister(self)
-        await self._leave_namespace(reason)
+        # Shielded: when the ASGI server cancels us on shutdown right after the
+        # transport closed, the others must still learn that we left.
+        self.cleanup = asyncio.ensure_future(self._leave_namespace(reason))
+        await asyncio.shield(self.cleanup)
 
     # -- Socket.IO -----------------------------------------------------------
 
@@ -288,6 +306,10 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.user = identity.pop("user", None)
         self.identity = identity
         self.connect_deadline.cancel()
+        # Before answering, so that no revocation can slip in between.
+        self.user_group = _user_group_of(identity)
+        if self.user_group is not None:
+            await self.layer_group_add(self.user_group)
         await self.send(p.encode_connect(new_sid()))
         await self.emit("identity", {"userId": identity["userId"]})
         await self.srv.emit(
@@ -300,12 +322,19 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         for doc_id in list(self.docs):
             remaining = await self._leave(doc_id)
             await self._collaboration(doc_id, remaining)
-            await self.srv.emit(
-                "doc_unsubscribe", self._event(docId=doc_id, reason=reason), user=self.user
-            )
+            await self._emit_doc("doc_unsubscribe", self._event(docId=doc_id, reason=reason))
         event = self._event(reason=reason)
         self.identity = None
+        if self.user_group is not None:
+            await self.layer_group_discard(self.user_group)
         await self.srv.emit("client_disconnect", event, user=self.user)
+
+    async def _emit_doc(self, name: str, event: Event) -> None:
+        """Emit a document's event; its signal also gets the ``Document`` (ORM provider)."""
+        extra: dict[str, Any] = {"user": self.user}
+        if _SIGNALS[name].has_listeners():
+            extra["document"] = await _load_document(self.srv, event["docId"])
+        await self.srv.emit(name, event, **extra)
 
     def _event(self, **fields: Any) -> Event:
         ident = self.identity
@@ -427,14 +456,14 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
                 "message": wire.message if wire else str(error),
                 "stack": None,
             }
-        await self.srv.emit("sync_request", self._event(docId=doc_id, **fields), user=self.user)
+        await self._emit_doc("sync_request", self._event(docId=doc_id, **fields))
 
     async def _subscribe(self, doc_id: str) -> list[Member]:
         ident = self.identity
         member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
         members = await self.srv.state.join(doc_id, member)
         self.docs.add(doc_id)
-        await self.srv.emit("doc_subscribe", self._event(docId=doc_id), user=self.user)
+        await self._emit_doc("doc_subscribe", self._event(docId=doc_id))
         presence = await self.srv.state.get_presence(doc_id)
         if presence:
             await self.emit("presence", {"docId": doc_id, "presence": presence})
@@ -516,7 +545,7 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         await self._ack(ack_id, {"success": True})
         await self._collaboration(req.doc_id, remaining)
         event = self._event(docId=req.doc_id, reason="unsubscribe-doc")
-        await self.srv.emit("doc_unsubscribe", event, user=self.user)
+        await self._emit_doc("doc_unsubscribe", event)
 
     async def on_delete(self, data: Any, ack_id: int | None) -> None:
         req = parse_doc_request(data, "delete-doc")
@@ -524,7 +553,7 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
             deleted = await self.srv.delete(req, self.identity)
         await self._ack(ack_id, {"success": True})
         if deleted:
-            await self.srv.emit("doc_delete", self._event(docId=req.doc_id), user=self.user)
+            await self._emit_doc("doc_delete", self._event(docId=req.doc_id))
 
     _handlers = {
         "sync": on_sync,
@@ -543,11 +572,103 @@ class DocSyncConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if message["skip"] != self.channel_name and message["doc"] in self.docs:
             await self.emit("presence", {"docId": message["doc"], "presence": message["presence"]})
 
+    async def docsync_revoke(self, message: dict[str, Any]) -> None:
+        """Access was taken away (``docsync.revocation``): close, or re-check documents."""
+        if self.identity is None or self.closing:
+            return
+        if message.get("close"):
+            if self._revocation_applies(message):
+                await self._revoked(f"access revoked: {message['close']}")
+            return
+        if self.docs:
+            for doc_id in await self._unreadable(sorted(self.docs)):
+                if doc_id in self.docs:
+                    remaining = await self._leave(doc_id)
+                    await self._collaboration(doc_id, remaining)
+                    event = self._event(docId=doc_id, reason="access revoked")
+                    await self._emit_doc("doc_unsubscribe", event)
+
+    def _revocation_applies(self, message: dict[str, Any]) -> bool:
+        if message.get("auth") is None:
+            return True
+        context = self.identity.get("context")
+        if not isinstance(context, dict) or context.get("auth") != message["auth"]:
+            return False
+        if message.get("session") is None:
+            return True
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        return key is None or session_hash(key) == message["session"]
+
+    async def _revoked(self, reason: str) -> None:
+        # A Socket.IO DISCONNECT first: the official client does not reconnect after it.
+        await self.send(text_data=p.EIO_MESSAGE + str(p.DISCONNECT))
+        logger.info("docsync: closing %s: %s", self.sid, reason)
+        await self._end(reason)
+        await self._close(1000, reason=reason)
+
+    async def _unreadable(self, doc_ids: list[str]) -> list[str]:
+        """The documents of ``doc_ids`` this connection may no longer read (one hop)."""
+        srv, identity = self.srv, self.identity
+
+        def refused(doc_id: str) -> bool:
+            try:
+                srv._authorize("sync", _pull(doc_id), identity)
+            except PermissionDenied:
+                return True
+            return False
+
+        try:
+            if srv._authorize_is_async:
+                return [d for d in doc_ids if await _refused_async(srv, d, identity)]
+            return await database_sync_to_async(
+                lambda: [d for d in doc_ids if refused(d)], thread_sensitive=False
+            )()
+        except Exception:
+            # Subscriptions stay; the next request is authorized again anyway.
+            logger.exception("docsync: re-checking access of %s failed", self.sid)
+            return []
+
     async def docsync_collaboration(self, message: dict[str, Any]) -> None:
         if message["skip"] != self.channel_name and message["doc"] in self.docs:
             await self.emit(
                 "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
             )
+
+
+def _pull(doc_id: str) -> dict[str, Any]:
+    """A sync that only reads ``doc_id``: what re-checking read access asks about."""
+    return {"type": None, "docId": doc_id, "operations": [], "serializedDoc": None, "clock": 0}
+
+
+async def _refused_async(srv: DocSyncServer, doc_id: str, identity: Event) -> bool:
+    try:
+        await srv._authorize_async("sync", _pull(doc_id), identity)
+    except PermissionDenied:
+        return True
+    return False
+
+
+def _user_group_of(identity: Event) -> str | None:
+    """The revocation group of the connection's user (``docsync.revocation``)."""
+    context = identity.get("context")
+    pk = context.get("user_pk") if isinstance(context, dict) else None
+    if pk is None:
+        pk = identity["userId"]
+    return user_group(pk)
+
+
+async def _load_document(srv: DocSyncServer, doc_id: Any) -> Any:
+    """The ``Document`` row of ``doc_id`` with the ORM provider, else ``None``."""
+    from .providers.orm import ORMProvider
+
+    provider = srv.provider
+    if not isinstance(doc_id, str) or not isinstance(provider, ORMProvider):
+        return None
+    from .models import Document
+
+    docs = Document.objects.using(provider.using).defer("snapshot")
+    return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
 
 
 def _raw_sync(data: Any) -> dict[str, Any]:

@@ -67,6 +67,14 @@ class FanOutMixin(AsyncConsumer):
             await await_many_dispatch(sources, self.dispatch)
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            # The server is stopping (daphne cancels every application on
+            # shutdown): clean up while the loop still runs, then stop.
+            await self.on_server_stop()
+            raise
+
+    async def on_server_stop(self) -> None:
+        """Called when the ASGI server cancels this connection on shutdown."""
 
     async def _layer_receive(self) -> dict[str, Any]:
         delay = 0.1

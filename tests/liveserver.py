@@ -39,11 +39,14 @@ class LiveServer:
     def __init__(
         self,
         env: dict[str, str] | None = None,
+        *,
+        server: str = "daphne",
         app: str = "tests.e2e_asgi:application",
         settings: str = "tests.e2e_settings",
         port: int | None = None,
     ):
         self.port = port or free_port()
+        self.server = server
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **(env or {})}
         self.app = app
         self.proc: subprocess.Popen | None = None
@@ -58,7 +61,30 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
 
     def start(self) -> LiveServer:
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app]
+        if self.server == "uvicorn":
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--ws-per-message-deflate",
+                "false",
+                self.app,
+            ]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                self.app,
+            ]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )

@@ -72,7 +72,9 @@ def cluster(redis_proc, pg_url):
         "E2E_DATABASE_URL": pg_url,
         "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
     }
-    servers = [LiveServer(env=env).start() for _ in range(3)]
+    # uvicorn, as the README recommends for production (graceful shutdown
+    # lets connections clean up; daphne, the development server, does not).
+    servers = [LiveServer(env=env, server="uvicorn").start() for _ in range(3)]
     yield servers
     for server in servers:
         server.kill()
@@ -189,3 +191,27 @@ async def test_redis_restart_keeps_syncing_and_recovers_fan_out(cluster, redis_p
         await alice.close()
         await bob.close()
     await asyncio.sleep(0)
+
+
+async def test_graceful_stop_closes_only_its_connections(cluster):
+    doc = doc_id()
+    alice = await Client(cluster[0].url, "alice").connect()
+    dave = await Client(cluster[1].url, "dave").connect()
+    disconnected = asyncio.Event()
+    dave.sio.on("disconnect", lambda *args: disconnected.set())
+    try:
+        await alice.sync(doc, snapshot=[doc, "doc", {}])
+        await dave.sync(doc)
+        await dave.call("presence", {"docId": doc, "presence": "here"})
+        assert await alice.wait_for("presence", lambda d: d["presence"] == {"cli-dave": "here"})
+        started = asyncio.get_running_loop().time()
+        cluster[1].stop()  # SIGTERM: a graceful stop
+        # Cleared by the stopping process itself, faster than the dead-process bound.
+        await alice.wait_for("presence", lambda d: d["presence"] == {"cli-dave": None}, timeout=3)
+        assert asyncio.get_running_loop().time() - started < 3
+        await asyncio.wait_for(disconnected.wait(), 3)
+        # alice's process is untouched
+        res = await alice.sync(doc, operations=[["still here"]], snapshot=[doc, "doc", {}])
+        assert res["data"]["clock"] == 1
+    finally:
+        await alice.close()
