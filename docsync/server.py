@@ -151,6 +151,7 @@ class DocSyncServer:
         self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
         self._doc_locks: dict[str, list] = {}
         self._squashing: set[str] = set()
+        self._squash_failed: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
         self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
         # Skip the thread hop when nothing in a request can block: a provider
@@ -324,18 +325,31 @@ class DocSyncServer:
             not self.squash_threshold
             or pending < self.squash_threshold
             or doc_id in self._squashing
+            or pending < self._squash_failed.get(doc_id, 0) + self.squash_threshold
         ):
             return
         self._squashing.add(doc_id)
-        task = asyncio.get_running_loop().create_task(self._squash(doc_id))
+        task = asyncio.get_running_loop().create_task(self._squash(doc_id, pending))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _squash(self, doc_id: str) -> None:
+    async def _squash(self, doc_id: str, pending: int) -> None:
+        """Squash off the event loop. A document whose squash fails is left as
+        it was, logged once, and tried again only after another threshold's
+        worth of batches (not on every sync)."""
         try:
-            await database_sync_to_async(squash_document)(self.provider, self.bindings, doc_id)
+            await self._hop(False, squash_document, self.provider, self.bindings, doc_id)
         except Exception as exc:
-            logger.warning("docsync: squashing %r failed: %s", doc_id, exc)
+            if doc_id not in self._squash_failed:
+                logger.warning(
+                    "docsync: squashing %r failed, the log is kept: %s: %s",
+                    doc_id,
+                    exc.__class__.__name__,
+                    exc,
+                )
+            self._squash_failed[doc_id] = pending
+        else:
+            self._squash_failed.pop(doc_id, None)
         finally:
             self._squashing.discard(doc_id)
 
