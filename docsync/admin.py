@@ -17,7 +17,7 @@ from django.db.models.functions import Length
 from django.utils.html import format_html
 
 from .bindings import get_binding_registry
-from .models import BINARY_TYPES, Document, OperationBatch
+from .models import BINARY_TYPES, Document, DocumentShare, OperationBatch
 from .providers.orm import orm_provider_for
 from .squash import squash_document
 
@@ -94,6 +94,16 @@ class PendingBatchInline(ReadOnlyMixin, admin.TabularInline):
         return _preview(batch.get_operations(), PREVIEW_LIMIT)
 
 
+class DocumentShareInline(admin.TabularInline):
+    """Who else may read, write or delete the document (besides its owner)."""
+
+    model = DocumentShare
+    fields = ("user", "group", "role", "created_at")
+    readonly_fields = ("created_at",)
+    raw_id_fields = ("user", "group")
+    extra = 0
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = (
@@ -126,7 +136,7 @@ class DocumentAdmin(admin.ModelAdmin):
         "squash_error",
     )
     readonly_fields = tuple(name for name in fields if name != "owner")
-    inlines = [PendingBatchInline]
+    inlines = [DocumentShareInline, PendingBatchInline]
     actions = ["squash_now", "delete_leaving_tombstone"]
 
     def get_search_fields(self, request):

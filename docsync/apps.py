@@ -8,3 +8,6 @@ class DocsyncConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, checks_orm  # noqa: F401  (registers the system checks)
+        from .revocation import connect_receivers
+
+        connect_receivers()

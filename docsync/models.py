@@ -173,6 +173,14 @@ class Document(models.Model):
         """The snapshot as the binding stored it (a JSON value, bytes or None)."""
         return decode_snapshot(self.snapshot_format, self.snapshot)
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        doc = super().from_db(db, field_names, values)
+        # The owner as loaded, so that changing it can revoke the old owner's
+        # access (docsync.revocation).
+        doc._loaded_owner_id = doc.__dict__.get("owner_id")
+        return doc
+
 
 class OperationBatch(models.Model):
     """One batch of operations a client sent, at its place in the document."""
@@ -211,3 +219,87 @@ class OperationBatch(models.Model):
     def get_operations(self) -> list[Any]:
         """The batch's list of operations values."""
         return decode_operations(self.operations_format, self.operations)
+
+
+class ShareRole(models.TextChoices):
+    """What a share grants, each role including the ones before it."""
+
+    VIEWER = "viewer", "viewer (read)"
+    EDITOR = "editor", "editor (read, write)"
+    MANAGER = "manager", "manager (read, write, delete)"
+
+
+#: The permissions (codenames of ``Document``) each role grants.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    ShareRole.VIEWER: frozenset({"view_document"}),
+    ShareRole.EDITOR: frozenset({"view_document", "change_document"}),
+    ShareRole.MANAGER: frozenset({"view_document", "change_document", "delete_document"}),
+}
+
+
+class DocumentShare(models.Model):
+    """Access to one document for one user or one group.
+
+    Read by ``docsync.backends.DocumentPermissionBackend``; removing or
+    downgrading a share cuts open connections off (``docsync.revocation``).
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="docsync_shares",
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="docsync_shares",
+    )
+    role = models.CharField(max_length=16, choices=ShareRole.choices, default=ShareRole.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "share"
+        verbose_name_plural = "shares"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, group__isnull=True)
+                    | models.Q(user__isnull=True, group__isnull=False)
+                ),
+                name="docsync_share_user_xor_group",
+                violation_error_message="A share is for a user or for a group, not both.",
+            ),
+            # Plain (not partial) unique constraints: NULLs never collide, and
+            # MariaDB has no partial indexes.
+            models.UniqueConstraint(
+                fields=["document", "user"],
+                name="docsync_share_document_user",
+                violation_error_message="This document is already shared with this user.",
+            ),
+            models.UniqueConstraint(
+                fields=["document", "group"],
+                name="docsync_share_document_group",
+                violation_error_message="This document is already shared with this group.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user}" if self.user_id is not None else f"group {self.group}"
+        return f"{self.document} → {who} ({self.role})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        share = super().from_db(db, field_names, values)
+        # Who held the share as loaded: moving it to someone else revokes them.
+        share._loaded = (share.__dict__.get("user_id"), share.__dict__.get("group_id"))
+        return share
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """The ``Document`` permission codenames this share grants."""
+        return ROLE_PERMISSIONS.get(self.role, frozenset())

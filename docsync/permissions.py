@@ -3,19 +3,164 @@
 ``authorize(event)`` receives ``{type, req, userId, context}`` with ``type``
 one of ``sync``, ``presence``, ``delete-doc``, ``unsubscribe-doc``, runs in
 the request's database hop, and returns a bool.
+
+The default, :class:`DocumentPermissions`, asks Django's permission system,
+object by object: ``user.has_perm("docsync.view_document", document)`` and
+so on, on a user fetched anew for every request (a permission revoked a
+second ago counts; ``ModelBackend`` caches permissions on the user object).
+Which backend answers is the project's choice: ``ModelBackend`` for
+superusers, ``docsync.backends.DocumentPermissionBackend`` for owners and
+shares, django-guardian or django-rules for their own rules.
+
+======================  =============================================
+request                 permission
+======================  =============================================
+sync, no operations     ``docsync.view_document``
+sync with operations    ``docsync.change_document``
+sync, new document      any active user may create it (and owns it)
+presence                ``docsync.view_document``
+delete-doc              ``docsync.delete_document``
+unsubscribe-doc         always allowed
+======================  =============================================
+
+A user who may not view a document gets ``Access denied`` for every request
+on it, exactly as for a document that does not exist.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 
 from .server import nonblocking
 
+logger = logging.getLogger(__name__)
 
-@nonblocking
-def authorize(event: Any) -> bool:
-    """Default: any authenticated connection may do anything."""
-    return event["userId"] is not None
+
+class DocumentPermissions:
+    """``authorize`` through ``user.has_perm(permission, document)``.
+
+    Subclass to change the mapping (:meth:`required_permission`), who may
+    create documents (:meth:`may_create`) or how the user and the document
+    are found (:meth:`get_user`, :meth:`get_document`); then point
+    ``DOCSYNC["AUTHORIZE"]`` at an instance.
+    """
+
+    view_permission = "docsync.view_document"
+    change_permission = "docsync.change_document"
+    delete_permission = "docsync.delete_document"
+    add_permission = "docsync.add_document"
+    #: By default any active user may create a document (and becomes its
+    #: owner); set to True to require ``add_permission`` (model level).
+    create_requires_permission = False
+
+    def __call__(self, event: Any) -> bool:
+        kind = event["type"]
+        if kind == "unsubscribe-doc":
+            return True  # leaving never needs a permission
+        user = self.get_user(event)
+        if user is None or not user.is_active:
+            return False
+        document = self.get_document(event)
+        if document is None:
+            return kind == "sync" and self.may_create(user, event)
+        perm = self.required_permission(kind, event["req"], document)
+        if perm is None or not user.has_perm(perm, document):
+            return False
+        # A writer who may not read (an odd configuration) is still refused:
+        # every answer to a sync carries the document.
+        return perm == self.view_permission or kind != "sync" or self._can_view(user, document)
+
+    def _can_view(self, user: Any, document: Any) -> bool:
+        return user.has_perm(self.view_permission, document)
+
+    def required_permission(self, kind: str, req: Any, document: Any) -> str | None:
+        """The permission ``kind`` needs on an existing ``document`` (None: refuse)."""
+        if kind == "sync":
+            if req.get("operations"):
+                return self.change_permission
+            if req.get("serializedDoc") is not None and not _has_snapshot(document):
+                # The server would store the client's snapshot: a write.
+                return self.change_permission
+            return self.view_permission
+        if kind == "presence":
+            return self.view_permission
+        if kind == "delete-doc":
+            return self.delete_permission
+        return None
+
+    def may_create(self, user: Any, event: Any) -> bool:
+        """Whether ``user`` may create the document ``event`` names."""
+        if self.create_requires_permission:
+            return user.has_perm(self.add_permission)
+        return True
+
+    def get_user(self, event: Any) -> Any | None:
+        """The user behind the connection, fetched anew (never cached)."""
+        context = event.get("context")
+        pk = context.get("user_pk") if isinstance(context, dict) else None
+        if pk is None:
+            pk = event.get("userId")  # a custom authenticate: the userId is the pk
+        return fetch_user(pk)
+
+    def get_document(self, event: Any) -> Any | None:
+        """The ``Document`` the request is about, or ``None`` if it does not exist.
+
+        Uses ``event["document"]`` when the caller already has it; otherwise
+        reads it from the server's provider (a ``Document`` row for
+        ``ORMProvider``, an unsaved one with the owner for other providers).
+        """
+        if event.get("document") is not None:
+            return event["document"]
+        doc_id = event["req"].get("docId")
+        if not isinstance(doc_id, str):
+            return None
+        return load_document(event.get("provider"), doc_id)
+
+
+def fetch_user(pk: Any) -> Any | None:
+    """The user whose primary key is ``pk``, or ``None`` (unknown, malformed)."""
+    if pk is None:
+        return None
+    model = get_user_model()
+    try:
+        pk = model._meta.pk.to_python(pk)
+    except (ValidationError, TypeError, ValueError):
+        return None
+    return model._default_manager.filter(pk=pk).first()
+
+
+def load_document(provider: Any, doc_id: str) -> Any | None:
+    """The ``Document`` ``doc_id`` as ``provider`` stores it, or ``None``."""
+    from .models import Document
+    from .providers.orm import ORMProvider
+
+    if provider is None or isinstance(provider, ORMProvider):
+        using = provider.using if provider is not None else "default"
+        fields = ("pk", "doc_id", "owner_id", "snapshot_format", "deleted_at", "latest_clock")
+        docs = Document.objects.using(using).only(*fields)
+        return docs.filter(doc_id=doc_id).first()
+    with provider.transaction("readonly", doc_id) as tx:
+        record = tx.get_serialized_doc(with_snapshot=False)
+    if record is None:
+        return None
+    # Not a row: the owner is all the permission backends can go by.
+    document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
+    document._has_snapshot = record.has_snapshot
+    return document
+
+
+def _has_snapshot(document: Any) -> bool:
+    if hasattr(document, "_has_snapshot"):
+        return document._has_snapshot
+    return bool(getattr(document, "snapshot_format", "x"))
+
+
+#: The default ``DOCSYNC["AUTHORIZE"]``.
+authorize = DocumentPermissions()
 
 
 @nonblocking

@@ -68,6 +68,12 @@ DATABASES = {
     "mariadb": database_from_url(MARIADB_URL),
 }
 
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    # Owners and shares (docsync.DocumentShare) of documents.
+    "docsync.backends.DocumentPermissionBackend",
+]
+
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 DOCSYNC = {}
