@@ -123,6 +123,10 @@ def test_saving_the_form_changes_only_the_owner(admin_client, docs, alice, provi
         "batches-INITIAL_FORMS": 0,
         "batches-MIN_NUM_FORMS": 0,
         "batches-MAX_NUM_FORMS": 1000,
+        "shares-TOTAL_FORMS": 0,  # the shares inline
+        "shares-INITIAL_FORMS": 0,
+        "shares-MIN_NUM_FORMS": 0,
+        "shares-MAX_NUM_FORMS": 1000,
     }
     response = admin_client.post(change_url(doc), form)
     assert response.status_code == 302, response.content.decode()[:2000]
