@@ -17,7 +17,8 @@ request                 permission
 ======================  =============================================
 sync, no operations     ``docsync.view_document``
 sync with operations    ``docsync.change_document``
-sync, new document      any active user may create it (and owns it)
+sync, new document      any active user may create it (and owns it);
+                        a read of a missing document is refused
 presence                ``docsync.view_document``
 delete-doc              ``docsync.delete_document``
 unsubscribe-doc         always allowed
@@ -66,7 +67,10 @@ class DocumentPermissions:
             return False
         document = self.get_document(event)
         if document is None:
-            return kind == "sync" and self.may_create(user, event)
+            # Only a sync that stores something creates a document. Reading a
+            # missing one is refused, exactly as reading someone else's: a
+            # stranger cannot tell the two apart.
+            return kind == "sync" and _creates(event["req"]) and self.may_create(user, event)
         perm = self.required_permission(kind, event["req"], document)
         if perm is None or not user.has_perm(perm, document):
             return False
@@ -151,6 +155,10 @@ def load_document(provider: Any, doc_id: str) -> Any | None:
     document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
     document._has_snapshot = record.has_snapshot
     return document
+
+
+def _creates(req: Any) -> bool:
+    return bool(req.get("operations")) or req.get("serializedDoc") is not None
 
 
 def _has_snapshot(document: Any) -> bool:
