@@ -15,7 +15,9 @@ every server process:
   with ``"auth": "session"`` only session-authenticated ones (and with
   ``"session"``, only those of that session).
 
-A project whose permissions change elsewhere (django-guardian, django-rules,
+Bulk changes (``QuerySet.update()``, raw SQL) send no model signals: their
+writer calls :func:`recheck_user` (a downgrade needs nothing: the next write
+is refused anyway). A project whose permissions change elsewhere (django-guardian, django-rules,
 its own models) calls :func:`recheck_user` for the users concerned.
 Sending never fails the save that caused it: a channel layer that is down is
 logged, and the revoked user's next request is refused anyway.

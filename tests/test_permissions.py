@@ -338,3 +338,18 @@ async def test_signals_carry_the_user_and_the_document(app, world):
 async def close(*clients):
     for c in clients:
         await c.close()
+
+
+async def test_other_providers_go_by_the_owner(world):
+    """With the in-memory provider there are no rows: the owner alone has access."""
+    from docsync.providers.memory import InMemoryProvider
+
+    _, tokens, _ = world
+    server = DocSyncServer(provider=InMemoryProvider(), authenticate=authenticate)
+    app = server.as_asgi()
+    eve = await connect(app, tokens["eve"], "eve")
+    assert (await answer(eve, "sync", {**_req(MISSING), "operations": [B1]}))["data"]
+    assert (await answer(eve, "sync", {**_req(MISSING), "operations": []}))["data"]
+    bob = await connect(app, tokens["bob"], "bob")
+    assert await answer(bob, "sync", {**_req(MISSING), "operations": []}) == {"error": DENIED}
+    await close(eve, bob)
