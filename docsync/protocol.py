@@ -25,6 +25,13 @@ CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+#: The most binary attachments one packet may carry: socket.io-client (its
+#: parser since socket.io-parser 4.2.5) refuses a packet with more as a
+#: "parse error" and drops the connection. Acks must stay within it.
+MAX_ATTACHMENTS = 10
+
+BINARY_TYPES = (bytes, bytearray, memoryview)
+
 
 class _Json:
     """The ``json`` object python-socketio's Packet calls, writing like JavaScript."""
@@ -37,13 +44,24 @@ class _Json:
 
 
 def _is_binary(data: Any) -> bool:
-    if isinstance(data, (bytes, bytearray)):
+    if isinstance(data, BINARY_TYPES):
         return True
     if isinstance(data, list):
         return any(_is_binary(item) for item in data)
     if isinstance(data, dict):
         return any(_is_binary(item) for item in data.values())
     return False
+
+
+def count_attachments(data: Any) -> int:
+    """How many binary attachments ``data`` makes when sent."""
+    if isinstance(data, BINARY_TYPES):
+        return 1
+    if isinstance(data, list):
+        return sum(count_attachments(item) for item in data)
+    if isinstance(data, dict):
+        return sum(count_attachments(item) for item in data.values())
+    return 0
 
 
 class Packet(sio.Packet):
@@ -54,6 +72,14 @@ class Packet(sio.Packet):
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
         return _is_binary(data)
+
+    @classmethod
+    def _deconstruct_binary_internal(cls, data: Any, attachments: list) -> Any:
+        # python-socketio sends bytes and bytearray; a memoryview (what some
+        # database drivers return for binary columns) is bytes too.
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        return super()._deconstruct_binary_internal(data, attachments)
 
     @classmethod
     def _reconstruct_binary_internal(cls, data: Any, attachments: list[bytes]) -> Any:

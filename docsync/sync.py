@@ -8,12 +8,17 @@ lock, so two syncs of one document never interleave.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .bindings.base import BindingRegistry
 from .events import SyncRequest
 from .exceptions import DocumentDeleted, ValidationError
+from .protocol import MAX_ATTACHMENTS, count_attachments
 from .providers.base import BaseProvider, Origin
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +39,18 @@ class SyncOutcome:
         }
 
 
-def sync_document(provider: BaseProvider, req: SyncRequest, origin: Origin) -> SyncOutcome:
-    """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5."""
+def sync_document(
+    provider: BaseProvider,
+    req: SyncRequest,
+    origin: Origin,
+    bindings: BindingRegistry | None = None,
+) -> SyncOutcome:
+    """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
+
+    ``bindings`` (the server's) lets a response that holds more binary values
+    than a client accepts be merged by the document's binding (see
+    :func:`fit_attachments`); without it, the bindings of the settings are used.
+    """
     writes = bool(req.operations) or req.serialized_doc is not None
     mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
@@ -63,5 +78,47 @@ def sync_document(provider: BaseProvider, req: SyncRequest, origin: Origin) -> S
             clock = tx.save_operations(req.operations, origin)
         else:
             clock = record.latest_clock if record is not None else 0
-        snapshot_clock = record.clock if record is not None else 0
+    snapshot_clock = record.clock if record is not None else 0
+    operations = fit_attachments(operations, snapshot, req.doc_type, bindings)
     return SyncOutcome(operations, snapshot, clock, max(clock - snapshot_clock, 0))
+
+
+def fit_attachments(
+    operations: list[Any], snapshot: Any, doc_type: str, bindings: BindingRegistry | None
+) -> list[Any]:
+    """Keep a response within the binary attachments a client accepts.
+
+    Every bytes value (a Yjs update, say) travels as one attachment of the ack,
+    and socket.io-client drops the connection on a packet with more than
+    ``MAX_ATTACHMENTS`` of them: a client that missed more batches than that
+    could never sync again. The binding's ``merge_operations`` (if it has one)
+    then turns the operations into fewer values that mean the same.
+    """
+    if count_attachments(operations) + count_attachments(snapshot) <= MAX_ATTACHMENTS:
+        return operations
+    binding = (bindings or configured_bindings()).get(doc_type)
+    merge = getattr(binding, "merge_operations", None)
+    merged = merge(operations) if merge is not None else operations
+    if count_attachments(merged) + count_attachments(snapshot) > MAX_ATTACHMENTS:
+        logger.warning(
+            "docsync: a sync response of %r document carries more than %s binary values "
+            "and its binding (%s) cannot merge them: socket.io-client will refuse it.",
+            doc_type,
+            MAX_ATTACHMENTS,
+            type(binding).__name__,
+        )
+    return merged
+
+
+_configured: tuple[Any, Any, BindingRegistry] | None = None
+
+
+def configured_bindings() -> BindingRegistry:
+    """The registry of the ``DOCSYNC`` settings, built once per settings value."""
+    global _configured
+    from .conf import docsync_settings as s
+
+    spec, default = s.BINDINGS, s.DEFAULT_BINDING
+    if _configured is None or _configured[0] is not spec or _configured[1] is not default:
+        _configured = (spec, default, BindingRegistry.from_settings(spec, default))
+    return _configured[2]

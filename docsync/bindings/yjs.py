@@ -102,6 +102,25 @@ class YjsBinding(BaseBinding):
         updates += [(f"Operations value {i}", v) for i, v in enumerate(operations)]
         return self.serialize(self.load(updates))
 
+    def merge_operations(self, operations: list[Any]) -> list[Any]:
+        """Return ``operations`` as one update, for a response that must be short.
+
+        Applying the merged update is the same as applying each of them (updates
+        commute, and ones that wait for a missing update keep waiting in it).
+        A value that is not bytes, or that pycrdt cannot merge, leaves the
+        list as it was.
+        """
+        if len(operations) < 2 or not all(isinstance(v, UPDATE_TYPES) for v in operations):
+            return operations
+        try:
+            return [self.merge([bytes(value) for value in operations])]
+        except Exception:
+            return operations
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # a Rust panic in pycrdt
+                raise
+            return operations
+
     def load(self, updates: list[tuple[str, Any]]) -> Any:
         """Return a new document with ``(what, update)`` pairs applied, all checked first."""
         checked = [(what, as_update(value, what)) for what, value in updates]
