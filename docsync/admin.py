@@ -125,6 +125,7 @@ class DocumentAdmin(admin.ModelAdmin):
         "doc_id",
         "doc_type",
         "owner",
+        "private",
         "snapshot_clock",
         "latest_clock",
         "pending_batches",
@@ -135,7 +136,7 @@ class DocumentAdmin(admin.ModelAdmin):
         "deleted_at",
         "squash_error",
     )
-    readonly_fields = tuple(name for name in fields if name != "owner")
+    readonly_fields = tuple(name for name in fields if name not in ("owner", "private"))
     inlines = [DocumentShareInline, PendingBatchInline]
     actions = ["squash_now", "delete_leaving_tombstone"]
 
@@ -197,9 +198,9 @@ class DocumentAdmin(admin.ModelAdmin):
     # Saving and deleting: through the provider, never raw.
 
     def save_model(self, request, obj, form, change):
-        # Only the owner is editable; saving every field would write back
-        # clocks read before a concurrent sync.
-        obj.save(update_fields=["owner"])
+        # Only the owner and privacy are editable; saving every field would
+        # write back clocks read before a concurrent sync.
+        obj.save(update_fields=["owner", "private"])
 
     def delete_model(self, request, obj):
         self._tombstone(obj._state.db, [obj.doc_id])

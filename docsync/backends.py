@@ -28,7 +28,25 @@ OWNER_PERMISSIONS = frozenset(
     f"{action}_document" for action in ("add", "view", "change", "delete")
 )
 
+#: What everyone active may do to a document nobody has shared, with OPEN_DOCUMENTS.
+OPEN_PERMISSIONS = frozenset({"view_document", "change_document"})
+
 _CACHE = "_docsync_document_perm_cache"
+
+
+def _open_documents() -> bool:
+    from .conf import docsync_settings
+
+    return bool(docsync_settings.OPEN_DOCUMENTS)
+
+
+def _is_private(doc: Document) -> bool:
+    """Private: marked so, or shared with someone (shares made in bulk send no signal)."""
+    if doc.private or doc.pk is None:
+        return doc.private
+    return (
+        DocumentShare.objects.using(doc._state.db or "default").filter(document_id=doc.pk).exists()
+    )
 
 
 def _same_pk(user: Any, owner_id: Any) -> bool:
@@ -61,10 +79,12 @@ class DocumentPermissionBackend(BaseBackend):
     def _codenames(self, user: Any, doc: Document) -> frozenset[str]:
         if _same_pk(user, doc.owner_id):
             return OWNER_PERMISSIONS
-        if doc.pk is None:
-            return frozenset()  # not a row (another provider): no shares
-        roles = self._roles(user, doc)
-        return frozenset().union(*(ROLE_PERMISSIONS.get(role, ()) for role in roles))
+        # Not a row (another provider's document): no shares.
+        roles = self._roles(user, doc) if doc.pk is not None else []
+        granted = frozenset().union(*(ROLE_PERMISSIONS.get(role, ()) for role in roles))
+        if not roles and _open_documents() and not _is_private(doc):
+            granted |= OPEN_PERMISSIONS
+        return granted
 
     def _roles(self, user: Any, doc: Document) -> list[str]:
         who = Q(user_id=user.pk)

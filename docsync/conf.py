@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     # Who is connecting, and may they do this?
     "AUTHENTICATE": "docsync.auth.authenticate",
     "AUTHORIZE": "docsync.permissions.authorize",
+    # With the default authorize: documents nobody has shared yet may be read
+    # and edited by every active user ("anyone with the link"); sharing one,
+    # or ticking "private" in the admin, makes it private for good.
+    "OPEN_DOCUMENTS": False,
     # Where per-document shared state (subscribers, presence) lives. None
     # picks the in-process store, or the Redis one when the channel layer is
     # channels-redis.

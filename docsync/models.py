@@ -156,6 +156,11 @@ class Document(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     squash_error = models.TextField("last squash error", blank=True, default="")
+    private = models.BooleanField(
+        default=False,
+        help_text="Only the owner and those it is shared with may open it. Set for good "
+        "when the document is first shared. Matters only with DOCSYNC['OPEN_DOCUMENTS'].",
+    )
 
     class Meta:
         verbose_name = "document"

@@ -133,7 +133,8 @@ def share_saved(sender, instance: DocumentShare, created: bool, using=None, **kw
     before = getattr(instance, "_loaded", current)
     instance._loaded = current
     if created:
-        return  # a new share takes nothing away
+        _make_private(instance.document_id, using)
+        return  # otherwise a new share takes nothing away
     users = _share_users(*before, using) | _share_users(*current, using)
     recheck_users(users, using)
 
@@ -152,12 +153,43 @@ def share_deleted(sender, instance: DocumentShare, using=None, **kwargs) -> None
 
 def document_saved(sender, instance: Document, created: bool, using=None, **kwargs) -> None:
     update_fields = kwargs.get("update_fields")
+    if not created and update_fields is not None and "private" in update_fields:
+        recheck_document(instance.doc_id, using)
     if created or (update_fields is not None and "owner" not in update_fields):
         return  # syncs save documents all the time, never their owner
     before = getattr(instance, "_loaded_owner_id", None)
     instance._loaded_owner_id = instance.owner_id
     if before is not None and before != instance.owner_id:
         recheck_users([before], using)
+
+
+def _make_private(document_pk: Any, using: str | None) -> None:
+    """A document's first share makes it private: its subscribers check again."""
+    from .models import Document
+
+    documents = Document.objects.using(using or "default")
+    if documents.filter(pk=document_pk, private=False).update(private=True):
+        doc_id = documents.filter(pk=document_pk).values_list("doc_id", flat=True).first()
+        recheck_document(doc_id, using)
+
+
+def recheck_document(doc_id: str | None, using: str | None = None) -> None:
+    """Make every connection subscribed to ``doc_id`` check its documents again."""
+    if doc_id is None:
+        return
+
+    def send() -> None:
+        from .consumers import doc_group
+
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            _group_send(layer, doc_group(doc_id), revoke_message(recheck=True))
+        except Exception as exc:  # noqa: BLE001  (never fail the save)
+            logger.error("docsync: could not notify the subscribers of %r: %s", doc_id, exc)
+
+    transaction.on_commit(send, using=using)
 
 
 def recheck_users(users: Any, using: str | None) -> None:

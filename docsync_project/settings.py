@@ -81,6 +81,10 @@ else:
 DOCSYNC = {
     # Documents live in the database (SQLite here, PostgreSQL with DATABASE_URL).
     "PROVIDER": "docsync.providers.orm.ORMProvider",
+    # Access goes by Django permissions (owner, shares, groups). In this example
+    # a document nobody has shared yet is open to every signed-in user, so two
+    # users can try collaboration at once; sharing it makes it private.
+    "OPEN_DOCUMENTS": True,
     # The document types this server can squash. "doc" is the DocNode type
     # of the DocSync examples: paragraphs ("p") with a text state.
     "BINDINGS": {

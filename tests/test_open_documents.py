@@ -1,0 +1,116 @@
+"""OPEN_DOCUMENTS: unshared documents are open to every active user until
+they are shared (or marked private), then private for good, live."""
+
+from __future__ import annotations
+
+import pytest
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+
+from docsync.auth import authenticate
+from docsync.models import Document, DocumentShare
+from docsync.permissions import authorize
+from docsync.providers.orm import ORMProvider
+from docsync.server import DocSyncServer
+from tests.test_consumer import A1, B1, DOC, SNAP
+from tests.test_permissions import DENIED, _req, answer, connect
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def open_documents():
+    with override_settings(DOCSYNC={"OPEN_DOCUMENTS": True}):
+        yield
+
+
+@pytest.fixture
+def app():
+    server = DocSyncServer(provider=ORMProvider(), authenticate=authenticate, authorize=authorize)
+    return AuthMiddlewareStack(server.as_asgi())
+
+
+@pytest.fixture
+async def tokens():
+    def make():
+        users = get_user_model().objects
+        return {
+            n: Token.objects.create(user=users.create_user(n)).key
+            for n in ("alice", "bob", "carol")
+        }
+
+    return await database_sync_to_async(make)()
+
+
+async def created_by_alice(app, tokens):
+    alice = await connect(app, tokens["alice"], "alice")
+    res = await answer(alice, "sync", {**_req(), "operations": [A1], "serializedDoc": SNAP})
+    assert res["data"]["clock"] == 1
+    return alice
+
+
+async def test_unshared_document_is_open_to_every_user(app, tokens):
+    alice = await created_by_alice(app, tokens)
+    bob = await connect(app, tokens["bob"], "bob")
+    res = await answer(bob, "sync", {**_req(), "operations": [B1]})
+    assert res["data"]["operations"] == [A1] and res["data"]["clock"] == 2
+    assert await bob.call("delete-doc", {"docId": DOC}) == {"success": False, "error": DENIED}
+    await alice.close()
+    await bob.close()
+
+
+async def test_first_share_makes_it_private_live(app, tokens):
+    alice = await created_by_alice(app, tokens)
+    bob = await connect(app, tokens["bob"], "bob")
+    assert "data" in await answer(bob, "sync", {**_req(), "operations": []})
+
+    def share():
+        doc = Document.objects.get(doc_id=DOC)
+        carol = get_user_model().objects.get(username="carol")
+        DocumentShare.objects.create(document=doc, user=carol, role="viewer")
+        return Document.objects.get(doc_id=DOC).private
+
+    assert await database_sync_to_async(share)()
+    # bob's connection is told to check again and leaves the document: alice
+    # sees his presence go away and is alone again.
+    seen = []
+    while ("presence", {"docId": DOC, "presence": {"cli-bob": None}}) not in seen:
+        prefix, body = await alice.recv_json()
+        seen.append(tuple(body))
+    prefix, body = await alice.recv_json()
+    assert body == ["collaboration", {"docId": DOC, "hasCollaborators": False}]
+    assert await answer(bob, "sync", {**_req(), "operations": []}) == {"error": DENIED}
+    carol = await connect(app, tokens["carol"], "carol")
+    assert "data" in await answer(carol, "sync", {**_req(), "operations": []})
+    await alice.close()
+    await bob.close()
+    await carol.close()
+
+
+async def test_shares_made_without_signals_still_make_it_private(app, tokens):
+    alice = await created_by_alice(app, tokens)
+
+    def bulk_share():
+        doc = Document.objects.get(doc_id=DOC)
+        carol = get_user_model().objects.get(username="carol")
+        DocumentShare.objects.bulk_create([DocumentShare(document=doc, user=carol, role="viewer")])
+
+    await database_sync_to_async(bulk_share)()
+    bob = await connect(app, tokens["bob"], "bob")
+    assert await answer(bob, "sync", {**_req(), "operations": []}) == {"error": DENIED}
+    await alice.close()
+    await bob.close()
+
+
+async def test_closed_by_default(tokens):
+    server = DocSyncServer(provider=ORMProvider(), authenticate=authenticate, authorize=authorize)
+    app = AuthMiddlewareStack(server.as_asgi())
+    with override_settings(DOCSYNC={}):
+        alice = await created_by_alice(app, tokens)
+        bob = await connect(app, tokens["bob"], "bob")
+        assert await answer(bob, "sync", {**_req(), "operations": []}) == {"error": DENIED}
+        await alice.close()
+        await bob.close()
