@@ -38,3 +38,47 @@ def test_quickstart_client_against_example_project(tmp_path):
         assert bad.returncode != 0
     finally:
         server.stop()
+
+
+async def test_two_users_collaborate_on_the_example_project(tmp_path):
+    """What a newcomer tries next: two users with tokens on one document."""
+    from tests.sioclient import Client
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    settings = "docsync_project.settings"
+    manage("migrate", "-v", "0", env=env, settings=settings)
+    tokens = {
+        name: manage("docsync_token", name, "--create", env=env, settings=settings).strip()
+        for name in ("alice", "bob")
+    }
+    server = LiveServer(env=env, app="docsync_project.asgi:application", settings=settings).start()
+    doc = "01kquickstart0000000000000"
+    snapshot = [doc, "doc", {}]
+    alice = await Client(server.url, "alice", token=tokens["alice"]).connect()
+    bob = await Client(server.url, "bob", token=tokens["bob"]).connect()
+    try:
+        res = await alice.sync(doc, snapshot=snapshot)
+        assert res["data"]["clock"] == 0
+        op = [[[0, [["alice.1", "p"]], 0, 0, 0]], {"alice.1": {"text": '"hello"'}}]
+        res = await alice.sync(doc, operations=[op], snapshot=snapshot)
+        assert res["data"]["clock"] == 1
+        res = await bob.sync(doc)
+        assert res["data"] == {
+            "docId": doc,
+            "operations": [op],
+            "serializedDoc": snapshot,
+            "clock": 1,
+        }
+        assert await alice.wait_for("collaboration", lambda d: d["hasCollaborators"])
+        assert await bob.wait_for("collaboration", lambda d: d["hasCollaborators"])
+        await bob.sync(doc, operations=[["bob-op"]], snapshot=snapshot, clock=1)
+        assert await alice.wait_for("dirty") == {"docId": doc}
+        await alice.call("presence", {"docId": doc, "presence": {"cursor": 1}})
+        assert await bob.wait_for("presence") == {
+            "docId": doc,
+            "presence": {"cli-alice": {"cursor": 1}},
+        }
+    finally:
+        await alice.close()
+        await bob.close()
+        server.stop()
