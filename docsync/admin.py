@@ -11,10 +11,17 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.db.models.functions import Length
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timesince import timesince
+from django.utils.timezone import localtime
 
 from .bindings import get_binding_registry
 from .models import BINARY_TYPES, Document, DocumentShare, OperationBatch
@@ -27,7 +34,10 @@ PREVIEW_LIMIT = 200
 
 def _preview(value: Any, limit: int) -> str:
     if isinstance(value, BINARY_TYPES):
-        text = f"<{len(value)} bytes> {bytes(value[:32]).hex()}"
+        text = f"<{len(value)} bytes> {bytes(value[:32]).hex()}{'…' if len(value) > 32 else ''}"
+    elif isinstance(value, list) and any(isinstance(item, BINARY_TYPES) for item in value):
+        # A batch of binary values (Yjs updates): each one sized, not a Python repr.
+        text = "[" + ", ".join(_preview(item, limit) for item in value) + "]"
     else:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     return text if len(text) <= limit else text[:limit] + " …"
@@ -35,7 +45,9 @@ def _preview(value: Any, limit: int) -> str:
 
 def _pre(text: str) -> str:
     return format_html(
-        '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}</pre>', text
+        '<pre style="white-space: pre-wrap; overflow-wrap: anywhere; max-height: 40em; '
+        'overflow: auto">{}</pre>',
+        text,
     )
 
 
@@ -91,7 +103,11 @@ class PendingBatchInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="operations")
     def operations_preview(self, batch: OperationBatch) -> str:
-        return _preview(batch.get_operations(), PREVIEW_LIMIT)
+        # Long values wrap anywhere: a hex or JSON run must not widen the page.
+        return format_html(
+            '<code style="overflow-wrap: anywhere">{}</code>',
+            _preview(batch.get_operations(), PREVIEW_LIMIT),
+        )
 
 
 class DocumentShareInline(admin.TabularInline):
@@ -106,17 +122,10 @@ class DocumentShareInline(admin.TabularInline):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = (
-        "doc_id",
-        "doc_type",
-        "owner",
-        "latest_clock",
-        "pending_batches",
-        "snapshot_size",
-        "updated_at",
-        "has_squash_error",
-        "is_deleted",
-    )
+    # Narrow columns: with the navigation and filter sidebars open, a 1280 px
+    # wide window leaves about 630 px for the table. Clocks are on the change
+    # page; "pending" also says "deleted" or "squash failed" (both filters).
+    list_display = ("document", "doc_type", "owner", "pending_batches", "snapshot_size", "updated")
     list_filter = ("doc_type", "updated_at", DeletedFilter, SquashErrorFilter)
     list_select_related = ("owner",)
     raw_id_fields = ("owner",)
@@ -128,8 +137,8 @@ class DocumentAdmin(admin.ModelAdmin):
         "private",
         "snapshot_clock",
         "latest_clock",
-        "pending_batches",
-        "snapshot_size",
+        "pending_batches_detail",
+        "snapshot_size_detail",
         "rendered_snapshot",
         "created_at",
         "updated_at",
@@ -159,14 +168,50 @@ class DocumentAdmin(admin.ModelAdmin):
 
     # Columns.
 
-    @admin.display(description="pending batches", ordering="pending_count")
-    def pending_batches(self, doc: Document) -> int:
-        return doc.pending
+    @admin.display(description="document id", ordering="doc_id")
+    def document(self, doc: Document) -> str:
+        return format_html(
+            '<span style="font-family: var(--font-family-monospace); font-size: 0.75rem">{}</span>',
+            doc.doc_id,
+        )
 
-    @admin.display(description="snapshot size", ordering="snapshot_bytes")
+    @admin.display(description="pending", ordering="pending_count")
+    def pending_batches(self, doc: Document) -> str:
+        """Batches not squashed yet; a tombstone has none, whatever its clocks say."""
+        if doc.deleted_at is not None:
+            return format_html('<span style="color: var(--body-quiet-color)">deleted</span>')
+        if doc.squash_error:
+            return format_html(
+                '{} <span style="color: var(--error-fg)" title="{}">squash failed</span>',
+                doc.pending,
+                doc.squash_error,
+            )
+        return str(doc.pending)
+
+    @admin.display(description="snapshot", ordering="snapshot_bytes")
     def snapshot_size(self, doc: Document) -> str:
         size = getattr(doc, "snapshot_bytes", None)
         return "—" if size is None else f"{size:,} B"
+
+    # The same on the change page, under their full names.
+
+    @admin.display(description="pending batches")
+    def pending_batches_detail(self, doc: Document) -> str:
+        return self.pending_batches(doc)
+
+    @admin.display(description="snapshot size")
+    def snapshot_size_detail(self, doc: Document) -> str:
+        return self.snapshot_size(doc)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, doc: Document) -> str:
+        return format_html(
+            '<span title="{}">{} ago</span>',
+            date_format(localtime(doc.updated_at), "DATETIME_FORMAT"),
+            timesince(doc.updated_at, depth=1),
+        )
+
+    # Boolean columns, for projects that list them (not shown by default).
 
     @admin.display(description="squash error", boolean=True)
     def has_squash_error(self, doc: Document) -> bool:
@@ -231,16 +276,58 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Squash now", permissions=["change"])
     def squash_now(self, request, queryset):
-        provider, registry = orm_provider_for(queryset.db), get_binding_registry()
-        squashed, failures = 0, []
-        for doc_id in queryset.values_list("doc_id", flat=True):
+        self._squash(request, queryset.db, list(queryset.values_list("doc_id", flat=True)))
+
+    def _squash(self, request, using: str, doc_ids: list[str]) -> None:
+        provider, registry = orm_provider_for(using), get_binding_registry()
+        squashed, failures, skipped = 0, [], []
+        for doc_id in doc_ids:
             try:
-                squashed += squash_document(provider, registry, doc_id) is not None
+                done = squash_document(provider, registry, doc_id) is not None
             except Exception as exc:  # noqa: BLE001  (recorded on the document too)
                 failures.append(f"{doc_id}: {exc.__class__.__name__}: {exc}")
-        self.message_user(request, f"Squashed {squashed} document(s).", messages.SUCCESS)
+                continue
+            squashed += done
+            if not done:
+                skipped.append(doc_id)
+        if squashed or not (failures or skipped):
+            self.message_user(request, f"Squashed {squashed} document(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"Nothing squashed for {', '.join(skipped)}: no pending batches, deleted, "
+                "or no binding for the document's type in DOCSYNC['BINDINGS'].",
+                messages.WARNING,
+            )
         for failure in failures:
             self.message_user(request, f"Squash failed for {failure}", messages.ERROR)
+
+    # The change page's "Squash now" button (change_form.html) posts here.
+
+    def get_urls(self):
+        opts = self.opts
+        squash = path(
+            "<path:object_id>/squash/",
+            self.admin_site.admin_view(self.squash_view),
+            name=f"{opts.app_label}_{opts.model_name}_squash",
+        )
+        return [squash, *super().get_urls()]
+
+    def squash_view(self, request, object_id):
+        doc = self.get_object(request, unquote(object_id))
+        if doc is None:
+            raise Http404("No such document.")
+        if request.method != "POST" or not self.has_change_permission(request, doc):
+            raise PermissionDenied
+        self._squash(request, doc._state.db, [doc.doc_id])
+        opts = self.opts
+        return HttpResponseRedirect(
+            reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change",
+                args=[quote(doc.pk)],
+                current_app=self.admin_site.name,
+            )
+        )
 
     @admin.action(description="Delete (leave tombstone)", permissions=["delete"])
     def delete_leaving_tombstone(self, request, queryset):
