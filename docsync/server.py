@@ -278,7 +278,7 @@ class DocSyncServer:
     ) -> SyncOutcome:
         if not authorized:
             self._authorize("sync", req.as_wire(), identity)
-        return sync_document(self.provider, req, origin)
+        return sync_document(self.provider, req, origin, self.bindings)
 
     async def sync(self, req: SyncRequest, identity: Event, origin: Origin) -> SyncOutcome:
         """Authorize and run a sync in one database hop."""
