@@ -31,7 +31,7 @@ from bench_server import RawClient, pct, start_server  # noqa: E402
 
 async def fan_out(urls, readers_n, rounds) -> list[float]:
     doc = f"fan-{time.time_ns()}"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         writer = RawClient(session, urls[0], "valid-writer", "writer")
         readers = [
             RawClient(session, urls[i % len(urls)], f"valid-r{i}", f"r{i}")
@@ -55,7 +55,7 @@ async def fan_out(urls, readers_n, rounds) -> list[float]:
 
 
 async def throughput(urls, clients_n, seconds) -> float:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         clients = [
             RawClient(session, urls[i % len(urls)], f"valid-t{i}", f"t{i}")
             for i in range(clients_n)

@@ -186,11 +186,39 @@ def start_server(kind: str, port: int, env: dict) -> subprocess.Popen:
     return proc
 
 
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def connections(session, args) -> None:
+    """Time to connect N clients, and the server's memory per idle connection."""
+    before = rss_kb(args.pid) if args.pid else 0
+    clients = [
+        RawClient(session, args.url, args.token_for(f"c{i}"), f"c{i}") for i in range(args.idle)
+    ]
+    t0 = time.perf_counter()
+    for c in clients:
+        await c.connect()
+    elapsed = time.perf_counter() - t0
+    line = f"{args.idle} connects: {elapsed:.2f} s"
+    if args.pid:
+        after = rss_kb(args.pid)
+        line += f"; server RSS {before / 1024:.0f} -> {after / 1024:.0f} MB, {(after - before) / args.idle:.0f} KB per idle connection"
+    print(line)
+    for c in clients:
+        await c.close()
+
+
 async def main(args) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await one_client(session, args)
         await many_clients(session, args)
         await fan_out(session, args)
+        await connections(session, args)
 
 
 if __name__ == "__main__":
@@ -205,9 +233,13 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument(
+        "--idle", type=int, default=500, help="idle connections for the memory figure"
+    )
     args = parser.parse_args()
     args.token_for = (lambda name: args.token) if args.token else (lambda name: f"valid-{name}")
     proc = None
+    args.pid = None
     if not args.url:
         from tests.liveserver import free_port
 
@@ -221,6 +253,7 @@ if __name__ == "__main__":
         if args.database_url:
             env["E2E_DATABASE_URL"] = args.database_url
         proc = start_server(args.server, port, env)
+        args.pid = proc.pid
         args.url = f"http://127.0.0.1:{port}/socket.io/"
         print(f"server: {args.server}, provider {args.provider.rsplit('.', 1)[-1]}")
     try:
