@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 #: Re-add a group this often (seconds) while the connection is active in it.
 GROUP_REFRESH = 3600.0
+#: Give up on one channel-layer call after this many seconds (a wedged layer
+#: must not wedge the connection, nor the server's shutdown).
+LAYER_TIMEOUT = 3.0
 
 
 class _Outage:
@@ -84,6 +87,11 @@ class FanOutMixin(AsyncConsumer):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # channels-redis may turn our cancellation into another
+                    # error: stop, or the consumer (and server shutdown) hangs.
+                    raise asyncio.CancelledError() from exc
                 _Outage.failed("receive", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -93,7 +101,8 @@ class FanOutMixin(AsyncConsumer):
 
     async def layer_group_add(self, group: str) -> None:
         try:
-            await self.channel_layer.group_add(group, self.channel_name)
+            async with asyncio.timeout(LAYER_TIMEOUT):
+                await self.channel_layer.group_add(group, self.channel_name)
             self._group_added[group] = time.monotonic()
         except Exception as exc:
             _Outage.failed("group_add", exc)
@@ -107,12 +116,14 @@ class FanOutMixin(AsyncConsumer):
     async def layer_group_discard(self, group: str) -> None:
         self._group_added.pop(group, None)
         try:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            async with asyncio.timeout(LAYER_TIMEOUT):
+                await self.channel_layer.group_discard(group, self.channel_name)
         except Exception as exc:
             _Outage.failed("group_discard", exc)
 
     async def layer_group_send(self, group: str, message: dict[str, Any]) -> None:
         try:
-            await self.channel_layer.group_send(group, message)
+            async with asyncio.timeout(LAYER_TIMEOUT):
+                await self.channel_layer.group_send(group, message)
         except Exception as exc:
             _Outage.failed("group_send", exc)
