@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -122,4 +123,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # Stop the servers we started (finally blocks) when killed by timeout(1).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     main()

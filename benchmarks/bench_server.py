@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -176,6 +177,8 @@ def start_server(kind: str, port: int, env: dict) -> subprocess.Popen:
             str(port),
             "--log-level",
             "warning",
+            "--timeout-graceful-shutdown",
+            "10",
             "--ws-per-message-deflate",
             "false",
         ]
@@ -222,6 +225,8 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
+    # Stop the servers we started (finally blocks) when killed by timeout(1).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 45_000,
     # Threads (each with its own database connection) that run requests;
     # syncs of different documents run in parallel up to this many.
-    "DATABASE_THREADS": 16,
+    "DATABASE_THREADS": 8,
     # Squash a document's log into its snapshot once this many batches are
     # pending (0 disables squashing).
     "SQUASH_THRESHOLD": 100,

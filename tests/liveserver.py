@@ -70,6 +70,8 @@ class LiveServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--timeout-graceful-shutdown",
+                "10",
                 "--ws-per-message-deflate",
                 "false",
                 self.app,
