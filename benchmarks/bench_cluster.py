@@ -27,32 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_server import RawClient, pct, start_server  # noqa: E402
+from bench_server import RawClient, measure_fan_out, pct, start_server  # noqa: E402
 
 
 async def fan_out(urls, readers_n, rounds) -> list[float]:
-    doc = f"fan-{time.time_ns()}"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        writer = RawClient(session, urls[0], "valid-writer", "writer")
-        readers = [
-            RawClient(session, urls[i % len(urls)], f"valid-r{i}", f"r{i}")
-            for i in range(readers_n)
-        ]
-        for c in [writer, *readers]:
-            await c.connect()
-            await c.sync(doc, [])
-        latencies = []
-        for round_ in range(rounds):
-            for r in readers:
-                r.dirty_event.clear()
-                r.dirty_at.clear()
-            await writer.sync(doc, [["w", round_]], 0)
-            acked = time.perf_counter()
-            await asyncio.wait_for(asyncio.gather(*(r.dirty_event.wait() for r in readers)), 20)
-            latencies.extend(r.dirty_at[0] - acked for r in readers)
-        for c in [writer, *readers]:
-            await c.close()
-    return latencies
+        return await measure_fan_out(session, urls, readers_n, rounds, lambda name: f"valid-{name}")
 
 
 async def throughput(urls, clients_n, seconds) -> float:

@@ -136,28 +136,37 @@ async def many_clients(session, args) -> None:
     print(f"{len(clients)} clients, own documents: {sum(counts) / args.seconds:,.0f} syncs/s")
 
 
-async def fan_out(session, args) -> None:
-    doc = "bench-fanout"
-    writer = RawClient(session, args.url, args.token_for("writer"), "writer")
+async def measure_fan_out(session, urls, readers_n, rounds, token_for) -> list[float]:
+    """Seconds from the writer's ack to each reader's ``dirty``, readers spread over ``urls``."""
+    doc = f"bench-fanout-{time.time_ns()}"
+    writer = RawClient(session, urls[0], token_for("writer"), "writer")
     readers = [
-        RawClient(session, args.url, args.token_for(f"r{i}"), f"r{i}") for i in range(args.clients)
+        RawClient(session, urls[i % len(urls)], token_for(f"r{i}"), f"r{i}")
+        for i in range(readers_n)
     ]
     for c in [writer, *readers]:
         await c.connect()
         await c.sync(doc, [])
     latencies = []
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         for r in readers:
             r.dirty_event.clear()
             r.dirty_at.clear()
         await writer.sync(doc, [["w", round_]], 0)
         acked = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(r.dirty_event.wait() for r in readers)), 10)
+        await asyncio.wait_for(asyncio.gather(*(r.dirty_event.wait() for r in readers)), 20)
         latencies.extend(r.dirty_at[0] - acked for r in readers)
     for c in [writer, *readers]:
         await c.close()
+    return latencies
+
+
+async def fan_out(session, args) -> None:
+    latencies = await measure_fan_out(
+        session, [args.url], args.clients, args.rounds, args.token_for
+    )
     print(
-        f"dirty fan-out, 1 writer -> {len(readers)} readers: p50 {pct(latencies, 0.5) * 1e3:.2f} ms,"
+        f"dirty fan-out, 1 writer -> {args.clients} readers: p50 {pct(latencies, 0.5) * 1e3:.2f} ms,"
         f" p99 {pct(latencies, 0.99) * 1e3:.2f} ms, mean {statistics.mean(latencies) * 1e3:.2f} ms"
         f" ({args.rounds} rounds)"
     )
