@@ -179,7 +179,7 @@ class DocumentAdmin(admin.ModelAdmin):
     def pending_batches(self, doc: Document) -> str:
         """Batches not squashed yet; a tombstone has none, whatever its clocks say."""
         if doc.deleted_at is not None:
-            return format_html('<span style="color: var(--body-quiet-color)">deleted</span>')
+            return format_html('<span style="color: var(--body-quiet-color)">{}</span>', "deleted")
         if doc.squash_error:
             return format_html(
                 '{} <span style="color: var(--error-fg)" title="{}">squash failed</span>',
