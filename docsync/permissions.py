@@ -66,6 +66,9 @@ class DocumentPermissions:
         if user is None or not user.is_active:
             return False
         document = self.get_document(event)
+        # Tell the server what was decided on: a document found missing here
+        # may be created by someone else before this request takes its lock.
+        event["document"] = document
         if document is None:
             # Only a sync that stores something creates a document. Reading a
             # missing one is refused, exactly as reading someone else's: a

@@ -244,10 +244,11 @@ class DocSyncServer:
             provider=self.provider,
         )
 
-    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> Event:
         event = self._authorize_event(kind, req, identity)
         if not self.authorize(event):
             raise PermissionDenied()
+        return event
 
     @staticmethod
     async def _hop(inline: bool, func: Callable, *args: Any) -> Any:
@@ -276,9 +277,14 @@ class DocSyncServer:
     def _sync_hop(
         self, req: SyncRequest, identity: Event, origin: Origin, authorized: bool
     ) -> SyncOutcome:
+        expect_new = False
         if not authorized:
-            self._authorize("sync", req.as_wire(), identity)
-        return sync_document(self.provider, req, origin, self.bindings)
+            event = self._authorize("sync", req.as_wire(), identity)
+            # Authorized as the creator of a missing document (the default
+            # authorize says so): if it exists once locked, someone else
+            # created it meanwhile, and this request must be judged again.
+            expect_new = "document" in event and event["document"] is None
+        return sync_document(self.provider, req, origin, self.bindings, expect_new=expect_new)
 
     async def sync(self, req: SyncRequest, identity: Event, origin: Origin) -> SyncOutcome:
         """Authorize and run a sync in one database hop."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from .bindings.base import BindingRegistry
 from .events import SyncRequest
-from .exceptions import DocumentDeleted, ValidationError
+from .exceptions import DocumentDeleted, StorageError, ValidationError
 from .protocol import MAX_ATTACHMENTS, count_attachments
 from .providers.base import BaseProvider, Origin
 
@@ -44,6 +44,8 @@ def sync_document(
     req: SyncRequest,
     origin: Origin,
     bindings: BindingRegistry | None = None,
+    *,
+    expect_new: bool = False,
 ) -> SyncOutcome:
     """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
 
@@ -55,6 +57,11 @@ def sync_document(
     mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
         record = tx.get_serialized_doc(with_snapshot=False)
+        if record is not None and expect_new:
+            raise StorageError(
+                f"Document {req.doc_id!r} was created by another request meanwhile; "
+                "retry (access is decided again)."
+            )
         if record is not None:
             if record.deleted:
                 raise DocumentDeleted(req.doc_id)

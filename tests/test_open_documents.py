@@ -18,7 +18,7 @@ from docsync.server import DocSyncServer
 from tests.test_consumer import A1, B1, DOC, SNAP
 from tests.test_permissions import DENIED, _req, answer, connect
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]  # async tests: asyncio_mode=auto
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +114,30 @@ async def test_closed_by_default(tokens):
         assert await answer(bob, "sync", {**_req(), "operations": []}) == {"error": DENIED}
         await alice.close()
         await bob.close()
+
+
+def test_a_document_created_meanwhile_is_judged_again():
+    """Two users create one docId at once: the second, authorized as a creator
+    of a missing document, finds it existing under the lock and must retry."""
+    from docsync.events import SyncRequest
+    from docsync.exceptions import StorageError
+    from docsync.providers.base import Origin
+    from docsync.sync import sync_document
+
+    provider = ORMProvider()
+    users = get_user_model().objects
+    alice, bob = users.create_user("alice2"), users.create_user("bob2")
+    server = DocSyncServer(provider=provider, authenticate=authenticate, authorize=authorize)
+    identity = {"userId": str(bob.pk), "context": {"user_pk": bob.pk}}
+    req = SyncRequest("doc", DOC, [B1], None, 0)
+    event = server._authorize("sync", req.as_wire(), identity)
+    assert event["document"] is None  # bob was allowed as a creator
+    # alice creates it before bob's request takes the lock
+    sync_document(provider, SyncRequest("doc", DOC, [A1], SNAP, 0), Origin(str(alice.pk), "d", "c"))
+    with pytest.raises(StorageError, match="created by another request"):
+        sync_document(provider, req, Origin(str(bob.pk), "d2", "c2"), expect_new=True)
+    # Judged again on bob's retry: alice's document, open here (unshared) ...
+    assert server._authorize("sync", req.as_wire(), identity)["document"] is not None
+    # ... and private to her by the library's default.
+    with override_settings(DOCSYNC={}), pytest.raises(Exception, match="Access denied"):
+        server._authorize("sync", req.as_wire(), identity)
