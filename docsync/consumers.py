@@ -445,22 +445,8 @@ class DocSyncConsumer(EngineIOConsumer):
         await self._close(1000, reason=reason)
 
     async def _unreadable(self, doc_ids: list[str]) -> list[str]:
-        """The documents of ``doc_ids`` this connection may no longer read (one hop)."""
-        srv, identity = self.srv, self.identity
-
-        def refused(doc_id: str) -> bool:
-            try:
-                srv._authorize("sync", _pull(doc_id), identity)
-            except PermissionDenied:
-                return True
-            return False
-
         try:
-            if srv._authorize_is_async:
-                return [d for d in doc_ids if await _refused_async(srv, d, identity)]
-            return await database_sync_to_async(
-                lambda: [d for d in doc_ids if refused(d)], thread_sensitive=False
-            )()
+            return await self.srv.unreadable(doc_ids, self.identity)
         except Exception:
             # Subscriptions stay; the next request is authorized again anyway.
             logger.exception("docsync: re-checking access of %s failed", self.sid)
@@ -471,19 +457,6 @@ class DocSyncConsumer(EngineIOConsumer):
             await self.emit(
                 "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
             )
-
-
-def _pull(doc_id: str) -> dict[str, Any]:
-    """A sync that only reads ``doc_id``: what re-checking read access asks about."""
-    return {"type": None, "docId": doc_id, "operations": [], "serializedDoc": None, "clock": 0}
-
-
-async def _refused_async(srv: DocSyncServer, doc_id: str, identity: Event) -> bool:
-    try:
-        await srv._authorize_async("sync", _pull(doc_id), identity)
-    except PermissionDenied:
-        return True
-    return False
 
 
 def _user_group_of(identity: Event) -> str | None:

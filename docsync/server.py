@@ -75,6 +75,11 @@ class Event(dict):
         return {re.sub(r"([A-Z])", r"_\1", k).lower(): v for k, v in self.items()}
 
 
+def _pull(doc_id: str) -> dict[str, Any]:
+    """A sync that only reads ``doc_id``: what re-checking read access asks about."""
+    return {"type": None, "docId": doc_id, "operations": [], "serializedDoc": None, "clock": 0}
+
+
 def nonblocking(func: Callable) -> Callable:
     """Mark a plain ``authorize`` that never blocks (no database, no I/O).
 
@@ -268,6 +273,27 @@ class DocSyncServer:
             await self._authorize_async(kind, req, identity)
         else:
             await self._hop(self._check_inline, self._authorize, kind, req, identity)
+
+    def _refused_reads(self, doc_ids: list[str], identity: Event) -> list[str]:
+        refused = []
+        for doc_id in doc_ids:
+            try:
+                self._authorize("sync", _pull(doc_id), identity)
+            except PermissionDenied:
+                refused.append(doc_id)
+        return refused
+
+    async def unreadable(self, doc_ids: list[str], identity: Event) -> list[str]:
+        """The documents of ``doc_ids`` the connection may no longer read (one hop)."""
+        if not self._authorize_is_async:
+            return await self._hop(self._check_inline, self._refused_reads, doc_ids, identity)
+        refused = []
+        for doc_id in doc_ids:
+            try:
+                await self._authorize_async("sync", _pull(doc_id), identity)
+            except PermissionDenied:
+                refused.append(doc_id)
+        return refused
 
     async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Event) -> None:
         event = self._authorize_event(kind, req, identity)
