@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -27,36 +26,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_server import RawClient, measure_fan_out, pct, start_server  # noqa: E402
+from bench_server import measure_fan_out, measure_throughput, pct, start_server  # noqa: E402
+
+
+def _test_token(name: str) -> str:
+    return f"valid-{name}"  # tests.auth.token_authenticate
 
 
 async def fan_out(urls, readers_n, rounds) -> list[float]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        return await measure_fan_out(session, urls, readers_n, rounds, lambda name: f"valid-{name}")
+        return await measure_fan_out(session, urls, readers_n, rounds, _test_token)
 
 
 async def throughput(urls, clients_n, seconds) -> float:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        clients = [
-            RawClient(session, urls[i % len(urls)], f"valid-t{i}", f"t{i}")
-            for i in range(clients_n)
-        ]
-        for c in clients:
-            await c.connect()
-        counts = [0] * clients_n
-        stop = time.perf_counter() + seconds
-
-        async def loop(i, c):
-            doc = f"thr-{time.time_ns()}-{i}"
-            clock = (await c.sync(doc, []))["data"]["clock"]
-            while time.perf_counter() < stop:
-                clock = (await c.sync(doc, [["op", clock]], clock))["data"]["clock"]
-                counts[i] += 1
-
-        await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
-        for c in clients:
-            await c.close()
-    return sum(counts) / seconds
+        return await measure_throughput(session, urls, clients_n, seconds, _test_token)
 
 
 def main() -> None:

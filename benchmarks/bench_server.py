@@ -114,17 +114,19 @@ async def one_client(session, args) -> None:
     )
 
 
-async def many_clients(session, args) -> None:
+async def measure_throughput(session, urls, clients_n, seconds, token_for) -> float:
+    """Syncs per second of ``clients_n`` closed-loop clients, each on its own document."""
     clients = [
-        RawClient(session, args.url, args.token_for(f"m{i}"), f"m{i}") for i in range(args.clients)
+        RawClient(session, urls[i % len(urls)], token_for(f"m{i}"), f"m{i}")
+        for i in range(clients_n)
     ]
     for c in clients:
         await c.connect()
-    counts = [0] * len(clients)
-    stop = time.perf_counter() + args.seconds
+    counts = [0] * clients_n
+    stop = time.perf_counter() + seconds
 
     async def loop(i: int, c: RawClient) -> None:
-        doc = f"bench-many-{i}"
+        doc = f"bench-many-{time.time_ns()}-{i}"
         clock = (await c.sync(doc, []))["data"]["clock"]
         while time.perf_counter() < stop:
             clock = (await c.sync(doc, [["op", clock]], clock))["data"]["clock"]
@@ -133,7 +135,12 @@ async def many_clients(session, args) -> None:
     await asyncio.gather(*(loop(i, c) for i, c in enumerate(clients)))
     for c in clients:
         await c.close()
-    print(f"{len(clients)} clients, own documents: {sum(counts) / args.seconds:,.0f} syncs/s")
+    return sum(counts) / seconds
+
+
+async def many_clients(session, args) -> None:
+    rate = await measure_throughput(session, [args.url], args.clients, args.seconds, args.token_for)
+    print(f"{args.clients} clients, own documents: {rate:,.0f} syncs/s")
 
 
 async def measure_fan_out(session, urls, readers_n, rounds, token_for) -> list[float]:
