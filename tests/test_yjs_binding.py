@@ -6,7 +6,6 @@ import base64
 import importlib
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText  # no
 
 from docsync.bindings.base import BaseBinding, get_binding_registry  # noqa: E402
 from docsync.bindings.yjs import MISSING_PYCRDT, YjsBinding, apply_update  # noqa: E402
+from tests.node import NODE_CACHE, node_script  # noqa: E402
 
 ROOTS = {"content": "text", "items": "array", "meta": "map"}
 
@@ -338,9 +338,6 @@ def test_missing_pycrdt_is_explained(monkeypatch):
 
 # Interop with the JavaScript Yjs library ----------------------------------
 
-NODE_SOURCE = Path(__file__).parent / "yjs_node"
-NODE_CACHE = Path(__file__).parent / ".node_cache"
-
 
 def run_node(*args: str, stdin: str = "") -> dict:
     result = subprocess.run(
@@ -355,24 +352,9 @@ def run_node(*args: str, stdin: str = "") -> dict:
 
 
 @pytest.fixture(scope="module")
-def node_yjs() -> None:
-    """Install the yjs npm package once into tests/.node_cache (kept between runs)."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are needed to check interop with the JavaScript yjs library")
-    NODE_CACHE.mkdir(exist_ok=True)
-    for name in ("package.json", "interop.cjs"):
-        shutil.copyfile(NODE_SOURCE / name, NODE_CACHE / name)
-    if (NODE_CACHE / "node_modules" / "yjs").is_dir():
-        return
-    install = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--silent"],
-        cwd=NODE_CACHE,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if install.returncode:
-        pytest.skip(f"npm install yjs failed (offline?): {install.stderr.strip()[-300:]}")
+def node_yjs() -> Path:
+    """``interop.cjs`` with the yjs npm package in tests/.node_cache (kept between runs)."""
+    return node_script("interop.cjs")
 
 
 def test_interop_with_javascript_yjs(binding, node_yjs):

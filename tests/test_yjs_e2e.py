@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -22,15 +21,12 @@ from typing import Any
 import pytest
 
 from tests.liveserver import LiveServer
-from tests.services import _skip_or_fail
+from tests.node import node_script
 
 pycrdt = pytest.importorskip("pycrdt")
 
 pytestmark = [pytest.mark.e2e]
 
-NODE_SOURCE = Path(__file__).parent / "yjs_node"
-NODE_CACHE = Path(__file__).parent / ".node_cache"
-PACKAGES = ("yjs", "socket.io-client")
 
 ROOTS = {"content": "text", "items": "array"}
 BINDINGS = {"canvas": {"class": "docsync.bindings.yjs.YjsBinding", "options": {"roots": ROOTS}}}
@@ -40,28 +36,7 @@ THRESHOLD = 5
 @pytest.fixture(scope="module")
 def node_client() -> Path:
     """``client.cjs`` in tests/.node_cache with yjs and socket.io-client installed."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        _skip_or_fail("node and npm are needed to sync with the JavaScript yjs library")
-    NODE_CACHE.mkdir(exist_ok=True)
-    for name in ("package.json", "client.cjs"):
-        shutil.copyfile(NODE_SOURCE / name, NODE_CACHE / name)
-    if not all((NODE_CACHE / "node_modules" / name).is_dir() for name in PACKAGES):
-        try:
-            install = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "--silent"],
-                cwd=NODE_CACHE,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-        except subprocess.TimeoutExpired:
-            _skip_or_fail("npm install of yjs and socket.io-client timed out (offline?)")
-        if install.returncode:
-            _skip_or_fail(
-                "npm install of yjs and socket.io-client failed (offline?): "
-                + install.stderr.strip()[-300:]
-            )
-    return NODE_CACHE / "client.cjs"
+    return node_script("client.cjs")
 
 
 class NodeClients:
