@@ -1,3 +1,3 @@
 """docsync: a DocSync server for Django."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -20,6 +20,10 @@ from django.conf import settings
 @functools.cache
 def database_unavailable(alias: str) -> str | None:
     """Why the server behind ``alias`` cannot be used, or ``None`` if it can."""
+    group = {"postgres": "PostgreSQL", "mariadb": "MariaDB"}.get(alias, alias)
+    if alias not in settings.DATABASES:
+        missing = getattr(settings, f"{alias.upper()}_MISSING", None)
+        return f"{group}: {missing or f'database {alias!r} is not configured'}"
     config = settings.DATABASES[alias]
     engine = config["ENGINE"]
     if engine.endswith("sqlite3"):
@@ -48,9 +52,10 @@ def database_unavailable(alias: str) -> str | None:
                 connect_timeout=3,
             ).close()
     except ImportError as exc:
-        return f"database {alias!r} needs a driver that is not installed: {exc}"
+        return f"{group}: database {alias!r} needs a driver that is not installed: {exc}"
     except Exception as exc:  # noqa: BLE001  (any failure means: not usable)
-        return f"database {alias!r} ({engine}) is unreachable: {exc}"
+        where = f"{config['HOST'] or 'localhost'}:{config['PORT'] or 'default port'}"
+        return f"{group}: database {alias!r} at {where} is unreachable: {exc}".strip()
     return None
 
 

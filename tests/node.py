@@ -19,7 +19,7 @@ def node_script(name: str) -> Path:
     Skips (fails in CI) when node/npm are missing or the install fails.
     """
     if not shutil.which("node") or not shutil.which("npm"):
-        _skip_or_fail("node and npm are needed to run the JavaScript yjs library")
+        _skip_or_fail("Node.js: node and npm are needed to run the JavaScript yjs library")
     NODE_CACHE.mkdir(exist_ok=True)
     for file in ("package.json", name):
         shutil.copyfile(NODE_SOURCE / file, NODE_CACHE / file)
@@ -33,10 +33,10 @@ def node_script(name: str) -> Path:
                 timeout=180,
             )
         except subprocess.TimeoutExpired:
-            _skip_or_fail(f"npm install of {', '.join(PACKAGES)} timed out (offline?)")
+            _skip_or_fail(f"Node.js: npm install of {', '.join(PACKAGES)} timed out (offline?)")
         if install.returncode:
             _skip_or_fail(
-                f"npm install of {', '.join(PACKAGES)} failed (offline?): "
+                f"Node.js: npm install of {', '.join(PACKAGES)} failed (offline?): "
                 + install.stderr.strip()[-300:]
             )
     return NODE_CACHE / name

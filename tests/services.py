@@ -24,9 +24,9 @@ def redis_unavailable() -> str | None:
         with socket.create_connection((url.hostname, url.port or 6379), timeout=2) as s:
             s.sendall(b"PING\r\n")
             if not s.recv(16).startswith(b"+PONG"):
-                return f"Redis at {settings.REDIS_URL} did not answer PING"
+                return f"Redis: {settings.REDIS_URL} did not answer PING"
     except OSError as exc:
-        return f"Redis at {settings.REDIS_URL} is unreachable: {exc}"
+        return f"Redis: {settings.REDIS_URL} is unreachable: {exc}"
     return None
 
 

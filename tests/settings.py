@@ -4,8 +4,13 @@
 this machine (override with TEST_POSTGRES_URL / TEST_MARIADB_URL); tests that
 use them skip with a reason when they are down, and CI turns such skips into
 failures (DOCSYNC_REQUIRE_SERVICES=1).
+
+The ``mariadb`` alias exists only when its driver (mysqlclient) imports:
+Django loads the backend of every alias when it sets up test databases, so a
+missing driver would otherwise be an error in every database test.
 """
 
+import importlib.util
 import os
 
 from docsync.utils import database_from_url
@@ -65,8 +70,16 @@ DATABASES = {
         "TEST": {"NAME": os.environ.get("TEST_SQLITE_NAME")},
     },
     "postgres": database_from_url(POSTGRES_URL),
-    "mariadb": database_from_url(MARIADB_URL),
 }
+#: Why the ``mariadb`` alias is missing (tests that need it skip with this).
+MARIADB_MISSING = None
+if importlib.util.find_spec("MySQLdb") is None:
+    MARIADB_MISSING = (
+        "the MariaDB driver mysqlclient is not installed "
+        "(apt-get install libmariadb-dev pkg-config && pip install -r requirements-mariadb.txt)"
+    )
+else:
+    DATABASES["mariadb"] = database_from_url(MARIADB_URL)
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

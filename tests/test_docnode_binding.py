@@ -65,7 +65,7 @@ _VECTOR_PARAMS = [pytest.param(p, id=case_id(p)) for p in _PARAMS] or [
     pytest.param(
         None,
         marks=pytest.mark.skip(
-            reason=f"DocNode golden vectors not found in {vectors_dir()} "
+            reason=f"DocNode vectors: golden vectors not found in {vectors_dir()} "
             "(set DOCSYNC_DOCNODE_VECTORS to their folder)"
         ),
     )

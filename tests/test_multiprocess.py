@@ -59,7 +59,7 @@ class RedisProcess:
 @pytest.fixture(scope="module")
 def redis_proc():
     if shutil.which("redis-server") is None:
-        _skip_or_fail("redis-server is not installed")
+        _skip_or_fail("Redis: redis-server is not installed")
     redis = RedisProcess().start()
     yield redis
     redis.stop()
