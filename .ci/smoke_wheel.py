@@ -155,7 +155,8 @@ def main(readme: Path) -> None:
         "-v",
         "0",
         "-c",
-        f"from docsync.models import Document; print(Document.objects.filter(doc_id={DOC!r}, latest_clock=1).count())",
+        "from docsync.models import Document; "
+        f"print(Document.objects.filter(doc_id={DOC!r}, latest_clock=1).count())",
         cwd=project,
     ).strip()
     if count != "1":
