@@ -4,10 +4,19 @@ Modelled on Django REST framework's ``settings.py``: defaults live here,
 dotted paths listed in ``IMPORT_STRINGS`` are imported on first use, unknown
 keys are refused with a message naming them, and the cache is dropped when a
 test changes ``DOCSYNC`` with ``override_settings``.
+
+Every value is checked against its :class:`Rule` (``RULES``, or one inferred
+from the default's type for a setting without an entry) when it is read, and
+all of them at once by ``manage.py check`` and at server start-up
+(``docsync.checks.ensure_valid_settings``), so a wrong type is an error naming
+the key, the value and the fix instead of a ``TypeError`` on a connection.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -60,6 +69,120 @@ DEFAULTS: dict[str, Any] = {
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What the value of one setting must be: ``what`` in words, ``ok`` as a test."""
+
+    what: str
+    ok: Callable[[Any], bool]
+
+
+def whole(minimum: int, unit: str = "") -> Rule:
+    """A whole number (not a bool, not a string) of at least ``minimum``."""
+    unit = f" ({unit})" if unit else ""
+    return Rule(
+        f"a whole number >= {minimum}{unit}",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+    )
+
+
+def number(minimum: float = 0, unit: str = "") -> Rule:
+    """A finite int or float of at least ``minimum``."""
+    unit = f" ({unit})" if unit else ""
+    return Rule(
+        f"a number >= {minimum:g}{unit}",
+        lambda v: (
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and v >= minimum
+        ),
+    )
+
+
+BOOLEAN = Rule("True or False", lambda v: isinstance(v, bool))
+OPTIONS = Rule(
+    "a dict of keyword arguments (str keys)",
+    lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+)
+DOTTED = Rule(
+    "a dotted path ('package.module.name') or the object itself",
+    lambda v: (
+        (isinstance(v, str) and "." in v.strip(".")) or (v is not None and not isinstance(v, str))
+    ),
+)
+DOTTED_OR_NONE = Rule(f"None or {DOTTED.what}", lambda v: v is None or DOTTED.ok(v))
+BINDING = Rule(
+    "None, a dotted path to a binding class, a binding, "
+    "or {'class': 'dotted.path', 'options': {...}}",
+    lambda v: v is None or isinstance(v, str | dict) or not isinstance(v, int | float | list),
+)
+BINDINGS = Rule(
+    "a dict: document type (str) -> binding",
+    lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+)
+
+#: The rule of each setting; a setting missing here gets one from its
+#: default's type (see :func:`rule_for`).
+RULES: dict[str, Rule] = {
+    "PROVIDER": DOTTED,
+    "PROVIDER_OPTIONS": OPTIONS,
+    "BINDINGS": BINDINGS,
+    "DEFAULT_BINDING": BINDING,
+    "AUTHENTICATE": DOTTED,
+    "AUTHORIZE": DOTTED,
+    "OPEN_DOCUMENTS": BOOLEAN,
+    "STATE_BACKEND": DOTTED_OR_NONE,
+    "STATE_OPTIONS": OPTIONS,
+    "SERVER": DOTTED_OR_NONE,
+    "PING_INTERVAL": whole(1, "milliseconds"),
+    "PING_TIMEOUT": whole(1, "milliseconds"),
+    "MAX_PAYLOAD": whole(1, "bytes"),
+    "CONNECT_TIMEOUT": whole(1, "milliseconds"),
+    "DATABASE_THREADS": whole(1, "threads"),
+    "SQUASH_THRESHOLD": whole(0, "batches; 0 never squashes"),
+    "ERROR_BURST": whole(0, "errors"),
+    "ERROR_WINDOW": number(0, "seconds"),
+    "ERROR_DELAY": number(0, "seconds"),
+}
+
+
+def rule_for(name: str) -> Rule:
+    """The rule of setting ``name``: from ``RULES``, else from its default's type."""
+    if name in RULES:
+        return RULES[name]
+    default = DEFAULTS[name]
+    if isinstance(default, bool):
+        return BOOLEAN
+    if isinstance(default, int):
+        return whole(min(default, 1))
+    if isinstance(default, float):
+        return number(min(default, 0.0))
+    if isinstance(default, dict):
+        return OPTIONS
+    if isinstance(default, str) or name in IMPORT_STRINGS:
+        return DOTTED_OR_NONE if default is None else DOTTED
+    return Rule(f"like the default {default!r}", lambda v: type(v) is type(default))
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def value_problem(name: str, value: Any) -> tuple[str, str] | None:
+    """``(message, fix)`` when ``value`` breaks the rule of setting ``name``, else ``None``."""
+    rule = rule_for(name)
+    if rule.ok(value):
+        return None
+    return (
+        f"DOCSYNC[{name!r}] = {short_repr(value)} is not {rule.what}.",
+        f"Set DOCSYNC[{name!r}] to {rule.what}, e.g. the default {DEFAULTS[name]!r}, "
+        "or remove the key.",
+    )
+
+
 def perform_import(value: Any, setting_name: str) -> Any:
     """Import ``value`` if it is a dotted path; explain what failed if not."""
     if not isinstance(value, str):
@@ -101,6 +224,9 @@ class DocsyncSettings:
         if attr in self._cached:
             return self._cached[attr]
         value = self.user_settings.get(attr, DEFAULTS[attr])
+        problem = value_problem(attr, value)
+        if problem:
+            raise ImproperlyConfigured(f"{problem[0]} {problem[1]}")
         if attr in IMPORT_STRINGS:
             value = perform_import(value, attr)
         self._cached[attr] = value

@@ -62,7 +62,6 @@ class RedisState(BaseState):
         prefix: str = "docsync",
         heartbeat: float = 1.0,
         ttl: float = 4.0,
-        **options: Any,
     ) -> None:
         try:
             import redis.asyncio as aioredis

@@ -2,7 +2,13 @@
 
 from django.urls import path
 
+from .checks import ensure_valid_settings
 from .consumers import DocSyncConsumer
+
+# Server start-up (asgi.py imports this module): a wrong DOCSYNC setting stops
+# the server here with the same messages as ``manage.py check``, instead of
+# failing the first connection.
+ensure_valid_settings()
 
 websocket_urlpatterns = [
     path("socket.io/", DocSyncConsumer.as_asgi()),

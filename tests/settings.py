@@ -24,6 +24,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 
 INSTALLED_APPS = [
+    "daphne",  # runserver speaks ASGI (no docsync.W003)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
