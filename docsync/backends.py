@@ -61,19 +61,20 @@ class DocumentPermissionBackend(BaseBackend):
     object, which ``docsync.permissions.authorize`` fetches anew per request.
     """
 
-    def authenticate(self, request, **credentials):
+    def authenticate(self, request: Any, **credentials: Any) -> None:
         return None
 
-    def get_all_permissions(self, user_obj, obj=None) -> set[str]:
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if not isinstance(obj, Document) or not user_obj.is_active or user_obj.is_anonymous:
             return set()
         cache = user_obj.__dict__.setdefault(_CACHE, {})
         key = obj.pk if obj.pk is not None else ("unsaved", obj.doc_id)
         if key not in cache:
             cache[key] = {f"{APP_LABEL}.{codename}" for codename in self._codenames(user_obj, obj)}
-        return cache[key]
+        permissions: set[str] = cache[key]
+        return permissions
 
-    def get_user_permissions(self, user_obj, obj=None) -> set[str]:
+    def get_user_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return self.get_all_permissions(user_obj, obj)
 
     def _codenames(self, user: Any, doc: Document) -> frozenset[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -18,12 +18,12 @@ def _orm_provider_alias() -> str | None:
     if isinstance(provider, ORMProvider):
         return provider.using
     if isinstance(provider, type) and issubclass(provider, ORMProvider):
-        return (docsync_settings.PROVIDER_OPTIONS or {}).get("using", "default")
+        return str((docsync_settings.PROVIDER_OPTIONS or {}).get("using", "default"))
     return None
 
 
 @register()
-def check_orm_database(app_configs: Any = None, **kwargs: Any) -> list:
+def check_orm_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     try:
         alias = _orm_provider_alias()
     except ImproperlyConfigured:

@@ -57,9 +57,10 @@ class _Outage:
 class FanOutMixin(AsyncConsumer):
     """Fault-tolerant ``group_*`` helpers and receive loop for a consumer."""
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        # None when CHANNEL_LAYERS is empty (the stubs say it never is).
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         self.base_send = send
         self._group_added: dict[str, float] = {}
         sources = [receive]

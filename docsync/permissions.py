@@ -82,7 +82,7 @@ class DocumentPermissions:
         return perm == self.view_permission or kind != "sync" or self._can_view(user, document)
 
     def _can_view(self, user: Any, document: Any) -> bool:
-        return user.has_perm(self.view_permission, document)
+        return bool(user.has_perm(self.view_permission, document))
 
     def required_permission(self, kind: str, req: Any, document: Any) -> str | None:
         """The permission ``kind`` needs on an existing ``document`` (None: refuse)."""
@@ -102,7 +102,7 @@ class DocumentPermissions:
     def may_create(self, user: Any, event: Any) -> bool:
         """Whether ``user`` may create the document ``event`` names."""
         if self.create_requires_permission:
-            return user.has_perm(self.add_permission)
+            return bool(user.has_perm(self.add_permission))
         return True
 
     def get_user(self, event: Any) -> Any | None:
@@ -156,7 +156,7 @@ def load_document(provider: Any, doc_id: str) -> Any | None:
         return None
     # Not a row: the owner is all the permission backends can go by.
     document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
-    document._has_snapshot = record.has_snapshot
+    setattr(document, "_has_snapshot", record.has_snapshot)  # noqa: B010  (not a field)
     return document
 
 
@@ -166,7 +166,7 @@ def _creates(req: Any) -> bool:
 
 def _has_snapshot(document: Any) -> bool:
     if hasattr(document, "_has_snapshot"):
-        return document._has_snapshot
+        return bool(document._has_snapshot)
     return bool(getattr(document, "snapshot_format", "x"))
 
 

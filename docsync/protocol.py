@@ -74,7 +74,7 @@ class Packet(sio.Packet):
         return _is_binary(data)
 
     @classmethod
-    def _deconstruct_binary_internal(cls, data: Any, attachments: list) -> Any:
+    def _deconstruct_binary_internal(cls, data: Any, attachments: list[bytes]) -> Any:
         # python-socketio sends bytes and bytearray; a memoryview (what some
         # database drivers return for binary columns) is bytes too.
         if isinstance(data, memoryview):
@@ -130,14 +130,21 @@ def encode_ack(ack_id: int, response: Any) -> list[str | bytes]:
     return _frames(Packet(ACK, [response], id=ack_id))
 
 
+def _text_frame(packet: Packet) -> str:
+    """The one frame of a packet without binary data."""
+    frame = _frames(packet)[0]
+    assert isinstance(frame, str)
+    return frame
+
+
 def encode_connect(sid: str, namespace: str | None = None) -> str:
-    return _frames(Packet(CONNECT, {"sid": sid}, namespace=namespace, binary=False))[0]
+    return _text_frame(Packet(CONNECT, {"sid": sid}, namespace=namespace, binary=False))
 
 
 def encode_connect_error(message: str, namespace: str | None = None) -> str:
-    return _frames(Packet(CONNECT_ERROR, {"message": message}, namespace=namespace, binary=False))[
-        0
-    ]
+    return _text_frame(
+        Packet(CONNECT_ERROR, {"message": message}, namespace=namespace, binary=False)
+    )
 
 
 def decode_packet(text: str) -> Packet:

@@ -91,7 +91,7 @@ def _group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
     task.add_done_callback(_log_task_failure)
 
 
-def _log_task_failure(task: asyncio.Task) -> None:
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("docsync: revocation message failed: %s", task.exception())
 
@@ -128,10 +128,12 @@ def _share_users(user_id: Any, group_id: Any, using: str | None) -> set[Any]:
 # -- receivers ----------------------------------------------------------------------
 
 
-def share_saved(sender, instance: DocumentShare, created: bool, using=None, **kwargs) -> None:
-    current = (instance.user_id, instance.group_id)
-    before = getattr(instance, "_loaded", current)
-    instance._loaded = current
+def share_saved(
+    sender: Any, instance: DocumentShare, created: bool, using: str | None = None, **kwargs: Any
+) -> None:
+    current: tuple[Any, Any] = (instance.user_id, instance.group_id)
+    before: tuple[Any, Any] = getattr(instance, "_loaded", current)
+    setattr(instance, "_loaded", current)  # noqa: B010  (not a field of the model)
     if created:
         _make_private(instance.document_id, using)
         return  # otherwise a new share takes nothing away
@@ -139,26 +141,33 @@ def share_saved(sender, instance: DocumentShare, created: bool, using=None, **kw
     recheck_users(users, using)
 
 
-def share_pre_delete(sender, instance: DocumentShare, using=None, **kwargs) -> None:
+def share_pre_delete(
+    sender: Any, instance: DocumentShare, using: str | None = None, **kwargs: Any
+) -> None:
     # Before the delete: afterwards a cascade may have emptied the group.
-    instance._revoke_users = _share_users(instance.user_id, instance.group_id, using)
+    users = _share_users(instance.user_id, instance.group_id, using)
+    setattr(instance, "_revoke_users", users)  # noqa: B010  (not a field of the model)
 
 
-def share_deleted(sender, instance: DocumentShare, using=None, **kwargs) -> None:
+def share_deleted(
+    sender: Any, instance: DocumentShare, using: str | None = None, **kwargs: Any
+) -> None:
     users = getattr(instance, "_revoke_users", None)
     if users is None:
         users = _share_users(instance.user_id, instance.group_id, using)
     recheck_users(users, using)
 
 
-def document_saved(sender, instance: Document, created: bool, using=None, **kwargs) -> None:
+def document_saved(
+    sender: Any, instance: Document, created: bool, using: str | None = None, **kwargs: Any
+) -> None:
     update_fields = kwargs.get("update_fields")
     if not created and update_fields is not None and "private" in update_fields:
         recheck_document(instance.doc_id, using)
     if created or (update_fields is not None and "owner" not in update_fields):
         return  # syncs save documents all the time, never their owner
     before = getattr(instance, "_loaded_owner_id", None)
-    instance._loaded_owner_id = instance.owner_id
+    setattr(instance, "_loaded_owner_id", instance.owner_id)  # noqa: B010  (not a field)
     if before is not None and before != instance.owner_id:
         recheck_users([before], using)
 
@@ -196,13 +205,22 @@ def recheck_users(users: Any, using: str | None) -> None:
     notify(users, revoke_message(recheck=True), using=using)
 
 
-def groups_changed(sender, instance, action: str, reverse: bool, pk_set, using=None, **kwargs):
+def groups_changed(
+    sender: Any,
+    instance: Any,
+    action: str,
+    reverse: bool,
+    pk_set: set[Any] | None,
+    using: str | None = None,
+    **kwargs: Any,
+) -> None:
     """Group membership changed (``user.groups`` or ``group.user_set``)."""
     if action == "pre_clear" and reverse:
         instance._revoke_users = set(instance.user_set.values_list("pk", flat=True))
         return
     if action not in ("post_remove", "post_clear"):
         return
+    users: set[Any]
     if not reverse:
         users = {instance.pk}
     elif action == "post_clear":
@@ -212,7 +230,9 @@ def groups_changed(sender, instance, action: str, reverse: bool, pk_set, using=N
     recheck_users(users, using)
 
 
-def user_saved(sender, instance, created: bool, using=None, **kwargs) -> None:
+def user_saved(
+    sender: Any, instance: Any, created: bool, using: str | None = None, **kwargs: Any
+) -> None:
     if created:
         return
     update_fields = kwargs.get("update_fields")
@@ -224,11 +244,11 @@ def user_saved(sender, instance, created: bool, using=None, **kwargs) -> None:
         recheck_users([instance.pk], using)  # it may have lost superuser status
 
 
-def user_deleted(sender, instance, using=None, **kwargs) -> None:
+def user_deleted(sender: Any, instance: Any, using: str | None = None, **kwargs: Any) -> None:
     close_user(instance, "user deleted", using=using)
 
 
-def logged_out(sender, request, user, **kwargs) -> None:
+def logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is None:
         return
     session = getattr(request, "session", None)

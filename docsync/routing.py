@@ -11,5 +11,6 @@ from .consumers import DocSyncConsumer
 ensure_valid_settings()
 
 websocket_urlpatterns = [
-    path("socket.io/", DocSyncConsumer.as_asgi()),
+    # channels' URLRouter takes ASGI apps where django-stubs expects views.
+    path("socket.io/", DocSyncConsumer.as_asgi()),  # type: ignore[arg-type]
 ]

@@ -16,7 +16,7 @@ from .bindings.base import BindingRegistry
 from .events import SyncRequest
 from .exceptions import DocumentDeleted, StorageError, ValidationError
 from .protocol import MAX_ATTACHMENTS, count_attachments
-from .providers.base import BaseProvider, Origin
+from .providers.base import BaseProvider, Mode, Origin
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def sync_document(
     :func:`fit_attachments`); without it, the bindings of the settings are used.
     """
     writes = bool(req.operations) or req.serialized_doc is not None
-    mode = "readwrite" if writes else "readonly"
+    mode: Mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
         record = tx.get_serialized_doc(with_snapshot=False)
         if record is not None and expect_new:
@@ -75,8 +75,13 @@ def sync_document(
             tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
             record = tx.get_serialized_doc(with_snapshot=False)
             has_snapshot = False  # the client already has what we just stored
-        if has_snapshot and (req.serialized_doc is None or record.clock > req.clock):
-            snapshot, base = tx.get_serialized_doc().serialized_doc, record.clock
+        if (
+            record is not None
+            and has_snapshot
+            and (req.serialized_doc is None or record.clock > req.clock)
+        ):
+            full = tx.get_serialized_doc()  # the row is locked: it is still there
+            snapshot, base = (full.serialized_doc if full else None), record.clock
         else:
             snapshot, base = None, req.clock
         batches = tx.get_operations(base)

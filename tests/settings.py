@@ -90,5 +90,5 @@ AUTHENTICATION_BACKENDS = [
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-DOCSYNC = {}
+DOCSYNC: dict[str, object] = {}
 STATIC_URL = "static/"

@@ -97,7 +97,12 @@ class BindingRegistry:
         """Build a registry from ``DOCSYNC["BINDINGS"]`` / ``["DEFAULT_BINDING"]``."""
         registry = cls(default=load_binding(default, "DEFAULT_BINDING"))
         for doc_type, spec in (bindings or {}).items():
-            registry.register(doc_type, load_binding(spec, f"BINDINGS[{doc_type!r}]"))
+            binding = load_binding(spec, f"BINDINGS[{doc_type!r}]")
+            if binding is None:
+                raise ImproperlyConfigured(
+                    f"DOCSYNC[BINDINGS[{doc_type!r}]] is None: name a binding, or remove the type."
+                )
+            registry.register(doc_type, binding)
         return registry
 
 

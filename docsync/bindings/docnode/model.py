@@ -103,9 +103,9 @@ class DocNodeDoc:
 def sibling_range(start: Node, end: Node) -> list[Node] | None:
     """Return start..end if ``end`` is ``start`` or a later sibling, else None."""
     nodes = [start]
-    node = start
+    node: Node | None = start
     while node is not end:
-        node = node.next
+        node = node.next if node is not None else None
         if node is None:
             return None
         nodes.append(node)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from django.core.management.base import OutputWrapper
 
 
 class ProgressBar:
@@ -12,7 +12,7 @@ class ProgressBar:
     long run prints at most ``width`` lines.
     """
 
-    def __init__(self, stream: TextIO, total: int, width: int = 30) -> None:
+    def __init__(self, stream: OutputWrapper, total: int, width: int = 30) -> None:
         self.stream = stream
         self.total = total
         self.width = width

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from docsync.providers.orm import ORMProvider, configured_provider
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         "copy could bring it back: keep tombstones longer than clients stay offline."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than", required=True, type=parse_age, help="Age such as 30d, 12h or 90m."
         )
@@ -38,7 +39,9 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Count the tombstones, delete nothing."
         )
 
-    def handle(self, *args, older_than: timedelta, dry_run: bool, verbosity: int, **options):
+    def handle(
+        self, *args: Any, older_than: timedelta, dry_run: bool, verbosity: int, **options: Any
+    ) -> None:
         provider = configured_provider()
         if not isinstance(provider, ORMProvider):
             raise CommandError(

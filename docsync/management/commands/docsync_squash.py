@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 
 from docsync.bindings import get_binding_registry
 from docsync.models import Document
+from docsync.providers.base import BaseProvider
 from docsync.providers.orm import ORMProvider, configured_provider
 from docsync.squash import squash_document
 
@@ -19,7 +22,7 @@ class Command(BaseCommand):
         "provider and bindings. Safe while the server runs."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("doc_ids", nargs="*", metavar="doc_id", help="Documents to squash.")
         parser.add_argument(
             "--all",
@@ -27,7 +30,9 @@ class Command(BaseCommand):
             help="Squash every document with pending batches (ORMProvider only).",
         )
 
-    def handle(self, *args, doc_ids: list[str], all: bool, verbosity: int, **options):  # noqa: A002
+    def handle(  # noqa: A002
+        self, *args: Any, doc_ids: list[str], all: bool, verbosity: int, **options: Any
+    ) -> None:
         if bool(doc_ids) == all:
             raise CommandError("Name the documents to squash, or pass --all (not both).")
         provider = configured_provider()
@@ -56,7 +61,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} document(s) could not be squashed; see above.")
 
-    def pending_documents(self, provider) -> list[str]:
+    def pending_documents(self, provider: BaseProvider) -> list[str]:
         if not isinstance(provider, ORMProvider):
             raise CommandError(
                 f"--all needs docsync's ORMProvider, but DOCSYNC['PROVIDER'] is "

@@ -1,19 +1,21 @@
 """``manage.py docsync_token USERNAME [--create]``: print a DRF token for a user."""
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
     help = "Print the DRF token of a user (creating the token, and with --create the user)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument(
             "--create", action="store_true", help="create the user if it does not exist"
         )
 
-    def handle(self, *args, username, create, **options):
+    def handle(self, *args: Any, username: str, create: bool, **options: Any) -> None:
         from rest_framework.authtoken.models import Token
 
         User = get_user_model()
