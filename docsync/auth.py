@@ -3,7 +3,8 @@
 The default ``authenticate`` accepts a DRF token sent as the Socket.IO
 ``token``, or else a Django session (the cookie on the WebSocket handshake,
 resolved by Channels' ``AuthMiddlewareStack``) when the handshake's Origin
-is one of ``ALLOWED_HOSTS``, since browsers send cookies cross-site. It
+is the server's own (same scheme, host and port) or one of
+``CSRF_TRUSTED_ORIGINS``, since browsers send cookies cross-site. It
 returns the user's primary key as ``userId`` and, in ``context``, what
 ``authorize`` needs to find the user again.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
-from channels.security.websocket import OriginValidator
 from django.apps import apps
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +44,62 @@ def token_user(key: str) -> Any | None:
     return token.user
 
 
-def origin_allowed(headers: dict[str, str]) -> bool:
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an origin, the default port filled in."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _trusted(origin: tuple[str, str, int], netloc: str) -> bool:
+    """Whether ``origin`` is one of ``CSRF_TRUSTED_ORIGINS`` (``*.`` wildcards too)."""
+    for trusted in getattr(settings, "CSRF_TRUSTED_ORIGINS", []):
+        if "*" in trusted:
+            scheme, _, pattern = trusted.partition("://")
+            if scheme == origin[0] and is_same_domain(netloc, pattern.lstrip("*")):
+                return True
+        elif _origin(trusted) == origin:
+            return True
+    return False
+
+
+def origin_allowed(headers: dict[str, str], scope: dict[str, Any] | None = None) -> bool:
     """Whether the handshake's Origin may carry a session cookie.
 
-    No Origin (a non-browser client) is allowed; otherwise it must match
-    ``ALLOWED_HOSTS`` as Channels' ``AllowedHostsOriginValidator`` does.
+    No Origin (a non-browser client) is allowed. Otherwise the Origin's
+    scheme, host and port must be the server's own, as Django's CSRF check
+    wants for forms: the handshake's ``Host`` (one of ``ALLOWED_HOSTS``)
+    with ``https`` over ``wss`` and ``http`` over ``ws``; or the Origin is
+    one of ``CSRF_TRUSTED_ORIGINS``. Behind a TLS-terminating proxy, run the
+    ASGI server with proxy headers (uvicorn ``--proxy-headers``, daphne
+    ``--proxy-headers``) so that the scheme is ``wss``.
     """
     origin = headers.get("origin")
     if origin is None:
         return True
+    parsed = _origin(origin)
+    if parsed is None:
+        return False
+    if _trusted(parsed, urlsplit(origin).netloc):
+        return True
+    host = headers.get("host")
+    if not host:
+        return False
     allowed = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]
-    try:
-        parsed = urlparse(origin)
-    except ValueError:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    if not validate_host(split_domain_port(host)[0], allowed):
         return False
-    # Only its origin test is used: no application behind it.
-    return OriginValidator(None, allowed).valid_origin(parsed)  # type: ignore[arg-type]
+    scheme = "https" if (scope or {}).get("scheme") in ("wss", "https") else "http"
+    return _origin(f"{scheme}://{host}") == parsed
 
 
 def authenticate(request: Any) -> dict[str, Any] | None:
@@ -73,7 +113,7 @@ def authenticate(request: Any) -> dict[str, Any] | None:
         return None
     if not user.is_active:
         return None
-    if not origin_allowed(request["headers"]):
+    if not origin_allowed(request["headers"], request.get("scope")):
         logger.info("docsync: session refused for Origin %r", request["headers"].get("origin"))
         return None
     return identity_for(user, "session")

@@ -7,6 +7,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
+from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from docsync.auth import authenticate, origin_allowed
@@ -23,9 +24,11 @@ def alice():
     return get_user_model().objects.create_user("alice", password="pw")
 
 
-def request_for(token=None, user=None, origin=None):
-    headers = [(b"origin", origin.encode())] if origin else []
-    return auth_request({"headers": headers, "user": user}, token)
+def request_for(token=None, user=None, origin=None, host="localhost:8000", scheme="ws"):
+    headers = [(b"host", host.encode())] if host else []
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    return auth_request({"headers": headers, "user": user, "scheme": scheme}, token)
 
 
 def test_token_authenticates_its_active_user(alice):
@@ -51,12 +54,44 @@ def test_session_user_needs_an_allowed_origin(alice):
     assert authenticate(request_for(user=alice))["userId"] == str(alice.pk)
     assert authenticate(request_for(user=alice, origin="http://localhost:8000")) is not None
     assert authenticate(request_for(user=alice, origin="https://evil.example")) is None
+    assert authenticate(request_for(user=alice, origin="http://localhost:9999")) is None
 
 
-def test_origin_allowed_follows_allowed_hosts():
-    assert origin_allowed({})
-    assert origin_allowed({"origin": "http://127.0.0.1:3000"})
-    assert not origin_allowed({"origin": "http://attacker.test"})
+@pytest.mark.parametrize(
+    "origin, host, scheme, allowed",
+    [
+        (None, "localhost:8000", "ws", True),  # not a browser
+        ("http://localhost:8000", "localhost:8000", "ws", True),
+        ("http://LOCALHOST:8000", "localhost:8000", "ws", True),
+        ("http://localhost:9999", "localhost:8000", "ws", False),  # another port
+        ("https://localhost:8000", "localhost:8000", "ws", False),  # another scheme
+        ("http://localhost", "localhost:80", "ws", True),  # default port
+        ("https://localhost", "localhost", "wss", True),
+        ("http://localhost", "localhost", "wss", False),
+        ("http://127.0.0.1:8000", "localhost:8000", "ws", False),  # another host
+        ("http://attacker.test", "attacker.test", "ws", False),  # host not allowed
+        ("null", "localhost:8000", "ws", False),
+        ("http://localhost:8000", None, "ws", False),  # no Host: nothing to compare
+        ("http://localhost:abc", "localhost:8000", "ws", False),
+    ],
+)
+def test_origin_must_match_scheme_host_and_port(origin, host, scheme, allowed):
+    headers = {"host": host} if host else {}
+    if origin:
+        headers["origin"] = origin
+    assert origin_allowed(headers, {"scheme": scheme}) is allowed
+
+
+@override_settings(CSRF_TRUSTED_ORIGINS=["https://app.example.com", "https://*.example.org"])
+def test_csrf_trusted_origins_are_allowed_cross_origin():
+    headers = {"host": "localhost:8000"}
+    assert origin_allowed({**headers, "origin": "https://app.example.com"})
+    assert origin_allowed({**headers, "origin": "https://app.example.com:443"})
+    assert not origin_allowed({**headers, "origin": "http://app.example.com"})
+    assert not origin_allowed({**headers, "origin": "https://app.example.com:8443"})
+    assert origin_allowed({**headers, "origin": "https://eu.example.org"})
+    assert not origin_allowed({**headers, "origin": "http://eu.example.org"})
+    assert not origin_allowed({**headers, "origin": "https://example.org.evil"})
 
 
 async def connect_with_cookie(origin: str):
@@ -69,6 +104,7 @@ async def connect_with_cookie(origin: str):
     server = DocSyncServer(provider=InMemoryProvider())
     app = AuthMiddlewareStack(server.as_asgi())
     headers = [
+        (b"host", b"localhost"),
         (b"cookie", f"sessionid={session.session_key}".encode()),
         (b"origin", origin.encode()),
     ]
