@@ -53,6 +53,13 @@ DEFAULTS: dict[str, Any] = {
     "PING_TIMEOUT": 20_000,
     "MAX_PAYLOAD": 1_000_000,
     "CONNECT_TIMEOUT": 45_000,
+    # Bytes a connection may have been sent without showing it read them
+    # (by answering a ping). Past it the server pings at once and holds
+    # further frames for that connection until the pong; a connection whose
+    # held frames pass it too is dropped, as is one whose ping goes
+    # unanswered for PING_TIMEOUT. At most about twice this much is queued
+    # per connection. A single larger frame (a big snapshot) still goes out.
+    "MAX_UNREAD": 1_000_000,
     # Threads (each with its own database connection) that run requests;
     # syncs of different documents run in parallel up to this many.
     "DATABASE_THREADS": 8,

@@ -23,7 +23,13 @@ from channels.db import database_sync_to_async
 
 from . import protocol as p
 from .events import parse_doc_request, parse_presence, parse_sync
-from .exceptions import DocsyncError, PermissionDenied, ProtocolError, ValidationError
+from .exceptions import (
+    DocsyncError,
+    PermissionDenied,
+    ProtocolError,
+    StorageUnavailable,
+    ValidationError,
+)
 from .handshake import handshake
 from .providers.base import Origin
 from .revocation import session_hash, user_group
@@ -136,6 +142,12 @@ class DocSyncConsumer(EngineIOConsumer):
             return
         try:
             identity = await handshake(self.srv, self.scope, auth)
+        except StorageUnavailable as exc:
+            # Closing the transport (not CONNECT_ERROR, after which the official
+            # client gives up) makes clients reconnect until storage is back.
+            await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
+            self.request_end(exc.message, code=1013)
+            return
         except DocsyncError as exc:
             await self.send(p.encode_connect_error(exc.message))
             await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
@@ -157,9 +169,12 @@ class DocSyncConsumer(EngineIOConsumer):
         if self.identity is None:
             return
         for doc_id in list(self.docs):
-            remaining = await self._leave(doc_id)
-            await self._collaboration(doc_id, remaining)
-            await self._emit_doc("doc_unsubscribe", self._event(docId=doc_id, reason=reason))
+            try:
+                remaining = await self._leave(doc_id)
+                await self._collaboration(doc_id, remaining)
+                await self._emit_doc("doc_unsubscribe", self._event(docId=doc_id, reason=reason))
+            except Exception:  # the other documents are still left
+                logger.exception("docsync: leaving %r on %s failed", doc_id, reason)
         event = self._event(reason=reason)
         self.identity = None
         if self.user_group is not None:
@@ -441,12 +456,13 @@ class DocSyncConsumer(EngineIOConsumer):
         # A Socket.IO DISCONNECT first: the official client does not reconnect after it.
         await self.send(text_data=p.EIO_MESSAGE + str(p.DISCONNECT))
         logger.info("docsync: closing %s: %s", self.sid, reason)
-        await self._end(reason)
-        await self._close(1000, reason=reason)
+        self.request_end(reason)
 
     async def _unreadable(self, doc_ids: list[str]) -> list[str]:
         try:
             return await self.srv.unreadable(doc_ids, self.identity)
+        except StorageUnavailable:
+            return []  # logged once as an outage; the next request is authorized anyway
         except Exception:
             # Subscriptions stay; the next request is authorized again anyway.
             logger.exception("docsync: re-checking access of %s failed", self.sid)
@@ -478,7 +494,11 @@ async def _load_document(srv: DocSyncServer, doc_id: Any) -> Any:
     from .models import Document
 
     docs = Document.objects.using(provider.using).defer("snapshot")
-    return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
+    try:
+        return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
+    except Exception as exc:  # the database is down: the signal goes without it
+        logger.debug("docsync: loading %r for a signal failed: %r", doc_id, exc)
+        return None
 
 
 def _raw_sync(data: Any) -> dict[str, Any]:

@@ -62,3 +62,13 @@ class StorageError(DocsyncError):
 
     wire_type = "DatabaseError"
     default_message = "The document could not be read or written; try again."
+
+
+class StorageUnavailable(StorageError):
+    """The storage cannot be reached (database stopped, connection lost).
+
+    Retryable: the client tries again and succeeds once it is back. The
+    message never carries the driver's text (``docsync.outage``).
+    """
+
+    default_message = "Storage is unavailable; try again shortly."

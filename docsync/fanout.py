@@ -5,8 +5,11 @@ only needs the database, so the consumer must keep serving: a failed
 ``group_send`` costs the others a ``dirty`` hint (they catch up on their next
 sync), never an error to the sender, and the receive loop waits and retries
 instead of dying with the connection. Outages are logged once per process.
-Groups are re-added on activity, so a connection that outlives the layer's
-group expiry keeps receiving.
+Groups are re-added on activity and on every heartbeat once they are old,
+so a connection that outlives the layer's group expiry keeps receiving, and
+every group of every connection (documents, users, sessions) is re-added
+after the layer comes back (:func:`rejoin_groups`), so revocation still
+reaches connections opened before a Redis restart.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -54,6 +58,22 @@ class _Outage:
             logger.warning("docsync: the channel layer is back.")
 
 
+#: Every consumer of this process (to re-join their groups after a restart).
+_live: weakref.WeakSet[FanOutMixin] = weakref.WeakSet()
+
+
+async def rejoin_groups() -> int:
+    """Re-add every group of every connection of this process; return how many failed.
+
+    Called when the layer lost its groups (a Redis restart): documents, users
+    and sessions alike, so revocation still reaches older connections.
+    """
+    failed = 0
+    for consumer in list(_live):
+        failed += await consumer.layer_groups_rejoin()
+    return failed
+
+
 class FanOutMixin(AsyncConsumer):
     """Fault-tolerant ``group_*`` helpers and receive loop for a consumer."""
 
@@ -63,19 +83,33 @@ class FanOutMixin(AsyncConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         self.base_send = send
         self._group_added: dict[str, float] = {}
+        self._task = asyncio.current_task()
+        self._stopping = False
         sources = [receive]
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             sources.append(self._layer_receive)
+            _live.add(self)
         try:
             await await_many_dispatch(sources, self.dispatch)
         except StopConsumer:
             pass
         except asyncio.CancelledError:
+            if self._stopping:
+                self._task.uncancel()
+                return  # stop_consumer(): already cleaned up
             # The server is stopping (daphne cancels every application on
             # shutdown): clean up while the loop still runs, then stop.
             await self.on_server_stop()
             raise
+        finally:
+            _live.discard(self)
+
+    def stop_consumer(self) -> None:
+        """Stop this consumer from another task (its connection is over)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._stopping = True
+            self._task.cancel()
 
     async def on_server_stop(self) -> None:
         """Called when the ASGI server cancels this connection on shutdown."""
@@ -96,23 +130,42 @@ class FanOutMixin(AsyncConsumer):
                 _Outage.failed("receive", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+                # A restarted layer (Redis) forgot our groups: join them again.
+                await self.layer_groups_rejoin()
                 continue
             _Outage.ok()
             return message
 
-    async def layer_group_add(self, group: str) -> None:
+    async def layer_group_add(self, group: str) -> bool:
+        """Add this connection to ``group``; False (logged) if the layer failed."""
         try:
             async with asyncio.timeout(LAYER_TIMEOUT):
                 await self.channel_layer.group_add(group, self.channel_name)
-            self._group_added[group] = time.monotonic()
         except Exception as exc:
             _Outage.failed("group_add", exc)
+            # Remembered as due: the next refresh or re-join adds it again.
+            self._group_added[group] = float("-inf")
+            return False
+        self._group_added[group] = time.monotonic()
+        return True
 
     async def layer_group_refresh(self, group: str) -> None:
         """Re-add ``group`` if it was added long ago (groups expire in the layer)."""
         added = self._group_added.get(group)
         if added is None or time.monotonic() - added > GROUP_REFRESH:
             await self.layer_group_add(group)
+
+    async def layer_groups_refresh(self) -> None:
+        """Re-add the groups added long ago (``layer_group_refresh`` for each)."""
+        for group in list(self._group_added):
+            await self.layer_group_refresh(group)
+
+    async def layer_groups_rejoin(self) -> int:
+        """Re-add every group of this connection; return how many failed."""
+        failed = 0
+        for group in list(self._group_added):
+            failed += not await self.layer_group_add(group)
+        return failed
 
     async def layer_group_discard(self, group: str) -> None:
         self._group_added.pop(group, None)

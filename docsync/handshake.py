@@ -6,7 +6,8 @@ import logging
 from http.cookies import SimpleCookie
 from typing import Any
 
-from .exceptions import AuthenticationFailed, DocsyncError
+from .exceptions import AuthenticationFailed, DocsyncError, StorageUnavailable
+from .outage import StorageOutage
 from .server import DocSyncServer, Event, _call_sync_or_async
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> 
 
     Returns the connection's identity (userId, deviceId, clientId, context,
     and the Django user when known); raises ``AuthenticationFailed`` with the
-    exact message the client must see.
+    exact message the client must see, or ``StorageUnavailable`` when the
+    database is down (the client should come back, not give up).
     """
     auth = _check_payload(auth)
     try:
@@ -70,11 +72,15 @@ async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> 
             server.authenticate, auth_request(scope, auth.get("token"))
         )
         identity = _normalize(result)
+    except StorageUnavailable as exc:
+        StorageOutage.failed(exc)
+        raise
     except DocsyncError as exc:
         raise AuthenticationFailed(f"Authentication error: {exc.message}") from exc
     except Exception as exc:
-        logger.warning("docsync: authenticate raised %s: %s", exc.__class__.__name__, exc)
-        raise AuthenticationFailed(f"Authentication error: {exc}") from exc
+        # Its text may hold anything (SQL, paths): logged, never sent.
+        logger.exception("docsync: authenticate raised %s", exc.__class__.__name__)
+        raise AuthenticationFailed("Authentication error: internal server error") from exc
     if identity is None:
         raise AuthenticationFailed("Authentication failed: invalid credentials")
     claimed = auth.get("claimedUserId")

@@ -18,8 +18,9 @@ tells the documents' remaining subscribers (``presence`` null and a new
 Each process also keeps a mirror of its own members and presence. When Redis
 goes away, calls fall back to that mirror (syncing goes on; only cross-process
 fan-out pauses) and the outage is logged once; when Redis is back, the
-heartbeat writes the mirror back and re-adds the channel-layer groups, so
-fan-out recovers after a Redis restart that lost everything.
+heartbeat writes the mirror back and re-adds every channel-layer group of
+every connection of the process (documents, users, sessions), so fan-out and
+revocation recover after a Redis restart that lost everything.
 """
 
 from __future__ import annotations
@@ -239,11 +240,8 @@ class RedisState(BaseState):
 
     async def _restore(self) -> None:
         """Write this process's members and presence back, re-add its groups."""
-        from channels.layers import get_channel_layer
+        from .fanout import rejoin_groups
 
-        from .consumers import doc_group
-
-        layer = get_channel_layer()
         pipe = self.redis.pipeline(transaction=False)
         for doc_id, members in self._members.items():
             pipe.sadd(self._k("pd", self.process), doc_id)
@@ -253,10 +251,9 @@ class RedisState(BaseState):
             for client_id, value in presence.items():
                 pipe.hset(self._k("p", doc_id), client_id, json.dumps(value, ensure_ascii=False))
         await pipe.execute()
-        if layer is not None:
-            for doc_id, members in self._members.items():
-                for member in members.values():
-                    await layer.group_add(doc_group(doc_id), member.channel)
+        # Every group of every connection: documents, users and sessions.
+        if await rejoin_groups():
+            return  # the layer is not back yet: again on the next beat
         self._needs_restore = False
 
     async def _reap_dead(self) -> None:

@@ -24,7 +24,8 @@ from channels.db import database_sync_to_async
 from . import signals
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .events import DocRequest, SyncRequest
-from .exceptions import PermissionDenied
+from .exceptions import PermissionDenied, StorageUnavailable
+from .outage import StorageOutage, guarded
 from .providers.base import BaseProvider, Origin
 from .squash import squash_document
 from .state import BaseState, InProcessState
@@ -96,7 +97,7 @@ def _call_sync_or_async(func: Callable, *args: Any) -> Any:
         getattr(func, "__call__", None)  # noqa: B004
     ):
         return func(*args)
-    return database_sync_to_async(func)(*args)
+    return database_sync_to_async(guarded)(func, *args)
 
 
 def _as_registry(doc_binding: Any) -> BindingRegistry:
@@ -135,6 +136,7 @@ class DocSyncServer:
         ping_timeout: int | None = None,
         max_payload: int | None = None,
         connect_timeout: int | None = None,
+        max_unread: int | None = None,
     ) -> None:
         from .conf import docsync_settings as s
 
@@ -152,6 +154,7 @@ class DocSyncServer:
         self.ping_timeout = ping_timeout or s.PING_TIMEOUT
         self.max_payload = max_payload or s.MAX_PAYLOAD
         self.connect_timeout = connect_timeout or s.CONNECT_TIMEOUT
+        self.max_unread = max_unread or s.MAX_UNREAD
         self._listeners: dict[str, list[Callable]] = {name: [] for name in EVENTS}
         self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
         self._doc_locks: dict[str, list] = {}
@@ -263,9 +266,15 @@ class DocSyncServer:
         # Not thread-sensitive: requests run in a pool of threads, each with
         # its own database connection, so syncs of different documents
         # proceed in parallel (the provider's row lock orders one document).
-        return await database_sync_to_async(
-            func, thread_sensitive=False, executor=_database_executor()
-        )(*args)
+        try:
+            result = await database_sync_to_async(
+                guarded, thread_sensitive=False, executor=_database_executor()
+            )(func, *args)
+        except StorageUnavailable as exc:
+            StorageOutage.failed(exc)
+            raise
+        StorageOutage.succeeded()
+        return result
 
     async def check(self, kind: str, req: dict[str, Any], identity: Event) -> None:
         """Authorize a request that needs no storage (presence, unsubscribe)."""

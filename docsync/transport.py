@@ -4,7 +4,24 @@
 transports), sends the OPEN packet, pings and enforces the pong timeout and
 the connect timeout, limits frame size, unwraps MESSAGE packets for the
 protocol on top (``on_message`` / ``on_binary``), and ends a connection
-exactly once (``on_end``), from either side.
+exactly once (``on_end``), whatever ends it.
+
+Ending a connection has ONE path. Whatever asks for it (the client closing,
+a send that finds the client gone, a handler raising, a ping timeout, a
+client that stops reading, the server stopping) calls :meth:`request_end`;
+the connection then ends as soon as the request it is handling is done (so
+that the ``dirty`` and events of work already committed still go out):
+:meth:`_terminate` runs ``on_end`` once, closes the socket (bounded in
+time) and stops the consumer. Sends never raise: once the client is gone
+they do nothing.
+
+A client that stops reading is dropped. A pong proves the client read
+everything sent before its ping, so the transport counts the bytes sent
+since the last answered ping; past ``MAX_UNREAD`` it pings at once and holds
+further frames in the connection's own queue until the pong comes. A
+connection whose held frames pass ``MAX_UNREAD`` as well, whose ping is not
+answered within ``PING_TIMEOUT``, or whose send blocks that long (uvicorn
+stops accepting frames when the socket does not drain), is dropped.
 
 Every database access goes through ``database_sync_to_async`` (which closes
 stale connections around each call), so ``dispatch`` skips Channels' per-frame
@@ -16,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,6 +46,9 @@ from .fanout import FanOutMixin
 from .server import DocSyncServer, get_default_server
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a server-side close may take before the connection is let go.
+CLOSE_TIMEOUT = 1.0
 
 
 def new_sid() -> str:
@@ -43,6 +64,17 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         super().__init__(**kwargs)
         if server is not None:
             self.server = server
+        self.closing = False
+        self.cleanup: asyncio.Future | None = None
+        self._busy = False  # a handler is running
+        self._end_reason: tuple[str, int] | None = None
+        self._ended = asyncio.Event()  # on_end has run
+        self._close_sent = False
+        self._sent = 0  # bytes handed to the ASGI server
+        self._confirmed = 0  # of those, how many the client proved it read (a pong)
+        self._pings: deque[int] = deque()  # _sent right after each unanswered ping
+        self._held: deque[tuple[dict[str, Any], int]] = deque()
+        self._held_bytes = 0
 
     # -- Channels plumbing ---------------------------------------------------
 
@@ -50,12 +82,27 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if self._end_reason is not None and message["type"] != "websocket.disconnect":
+            return  # ending: nothing more is handled
+        self._busy = True
+        try:
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            logger.exception(
+                "docsync: handling %s failed; closing %s", message["type"], self._sid_or_new()
+            )
+            self.request_end("transport error")
+        finally:
+            self._busy = False
+        if self._end_reason is not None:
+            await self._terminate()
+            raise StopConsumer()
 
     async def connect(self) -> None:
         self.srv = self.server or get_default_server()
         self.init_session()
-        self.closing = False
         self.pong = asyncio.Event()
         self.heartbeat: asyncio.Task | None = None
         self.connect_deadline: asyncio.TimerHandle | None = None
@@ -84,6 +131,9 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self.srv.connect_timeout / 1000, self._connect_timed_out
         )
 
+    def _sid_or_new(self) -> str:
+        return getattr(self, "sid", "a new connection")
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # uvicorn closes every WebSocket with 1012 (service restart) on shutdown.
         going = message.get("code") == 1012
@@ -91,21 +141,99 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def on_server_stop(self) -> None:
-        cleanup = getattr(self, "cleanup", None)
         try:
-            if cleanup is not None:
-                await asyncio.wait_for(cleanup, 5)
+            if self.cleanup is not None:
+                await asyncio.wait_for(asyncio.shield(self.cleanup), 5)
             else:
-                await asyncio.wait_for(self.shutdown("server shutting down"), 5)
+                await asyncio.wait_for(self._end("server shutting down"), 5)
         except Exception:
             logger.exception("docsync: clean-up on server shutdown failed")
 
+    # -- sending -------------------------------------------------------------
+
     async def send(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, close=False
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
     ) -> None:
-        if self.closing:
-            return  # nothing goes out after a server-side close
-        await super().send(text_data, bytes_data, close)
+        """Send a frame (then end the connection if ``close``); never raises.
+
+        Frames past ``MAX_UNREAD`` wait in the connection's queue for a pong.
+        """
+        if self.closing or self._end_reason is not None:
+            return  # nothing goes out once the connection is ending
+        if text_data is not None:
+            message, size = {"type": "websocket.send", "text": text_data}, len(text_data)
+        else:
+            message, size = {"type": "websocket.send", "bytes": bytes_data}, len(bytes_data)
+        if self._held or self._sent - self._confirmed > self.srv.max_unread:
+            self._hold(message, size)
+        else:
+            await self._write(message, size)
+        if close:
+            self.request_end("transport close")
+
+    async def _write(self, message: dict[str, Any], size: int) -> None:
+        self._sent += size
+        try:
+            # A client that does not read makes uvicorn's send wait for ever.
+            async with asyncio.timeout(self.srv.ping_timeout / 1000):
+                await self.base_send(message)
+        except TimeoutError:
+            logger.info(
+                "docsync: dropping %s: a send waited %s ms", self.sid, self.srv.ping_timeout
+            )
+            self.request_end("ping timeout")
+        except Exception as exc:  # uvicorn's ClientDisconnected, a closed transport ...
+            logger.debug("docsync: send to %s failed: %r", self._sid_or_new(), exc)
+            self.request_end("transport close")
+
+    def _hold(self, message: dict[str, Any], size: int) -> None:
+        self._held.append((message, size))
+        self._held_bytes += size
+        if self._held_bytes > self.srv.max_unread:
+            logger.info(
+                "docsync: dropping %s: it stopped reading (%s bytes unread, %s held)",
+                self.sid,
+                self._sent - self._confirmed,
+                self._held_bytes,
+            )
+            self.request_end("transport error")
+        elif not self._pings:
+            self._spawn(self._probe())
+
+    async def _probe(self) -> None:
+        """Ping now: its pong releases the held frames (else: ping timeout)."""
+        mark = await self._ping()
+        asyncio.get_running_loop().call_later(
+            self.srv.ping_timeout / 1000, self._check_answered, mark
+        )
+
+    def _check_answered(self, mark: int) -> None:
+        if self._pings and self._pings[0] <= mark and self._end_reason is None:
+            logger.info(
+                "docsync: dropping %s: no pong within %s ms", self.sid, self.srv.ping_timeout
+            )
+            self.request_end("ping timeout")
+
+    async def _ping(self) -> int:
+        """Send a ping; return the mark its pong will confirm."""
+        self.pong.clear()
+        mark = self._sent + 1
+        self._pings.append(mark)
+        await self._write({"type": "websocket.send", "text": p.EIO_PING}, 1)
+        return mark
+
+    async def _on_pong(self) -> None:
+        if not self._pings:
+            return  # a pong nobody asked for
+        self._confirmed = self._pings.popleft()
+        if not self._pings:
+            self.pong.set()
+        while self._held and self._sent - self._confirmed <= self.srv.max_unread:
+            message, size = self._held.popleft()
+            self._held_bytes -= size
+            await self._write(message, size)
+        if self._held and not self._pings:
+            self._spawn(self._probe())
 
     async def _send_frames(self, frames: list[str | bytes]) -> None:
         for frame in frames:
@@ -123,7 +251,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             logger.info(
                 "docsync: frame over maxPayload (%s bytes) from %s", self.srv.max_payload, self.sid
             )
-            await self.shutdown("transport close", code=1009)
+            self.request_end("transport close", code=1009)
             return
         if bytes_data is not None:
             await self.on_binary(bytes_data)
@@ -132,10 +260,10 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if kind == p.EIO_MESSAGE:
             await self.on_message(text_data[1:])
         elif kind == p.EIO_PONG:
-            self.pong.set()
+            await self._on_pong()
         elif kind in (p.EIO_PING, p.EIO_CLOSE):
             # Only the server pings in EIO 4; the reference closes on a client ping.
-            await self.shutdown("transport close")
+            self.request_end("transport close")
         else:
             logger.debug("docsync: ignored Engine.IO packet %r", text_data[:16])
 
@@ -150,32 +278,65 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
     async def _heartbeat(self) -> None:
         interval, timeout = self.srv.ping_interval / 1000, self.srv.ping_timeout / 1000
         try:
-            while not self.closing:
+            while self._end_reason is None and not self.closing:
                 await asyncio.sleep(interval)
-                self.pong.clear()
-                await self.send(text_data=p.EIO_PING)
+                await self.layer_groups_refresh()
+                await self._ping()
                 try:
-                    await asyncio.wait_for(self.pong.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self.pong.wait()
                 except TimeoutError:
-                    await self.shutdown("ping timeout")
+                    if self._end_reason is None:
+                        logger.debug("docsync: ping timeout of %s", self.sid)
+                    self.request_end("ping timeout")
                     return
         except asyncio.CancelledError:
             pass
         except Exception:
-            logger.exception("docsync: heartbeat failed")
+            logger.exception("docsync: heartbeat of %s failed", self.sid)
+            self.request_end("transport error")
 
     def _connect_timed_out(self) -> None:
         if not self.connected and not self.closing:
-            task = asyncio.get_running_loop().create_task(self.shutdown("transport close"))
-            self.srv._tasks.add(task)
-            task.add_done_callback(self.srv._tasks.discard)
+            self.request_end("transport close")
+
+    # -- ending: one path ------------------------------------------------------
+
+    def request_end(self, reason: str, code: int = 1000) -> None:
+        """End the connection (``reason`` as PROTOCOL §6 names it), once.
+
+        Inside a handler it ends when the handler returns; from elsewhere
+        (heartbeat, timers, ``server.close()``) at once.
+        """
+        if self._end_reason is not None or self.closing:
+            return
+        self._end_reason = (reason, code)
+        if not self._busy:
+            self._spawn(self._terminate(stop=True))
 
     async def shutdown(self, reason: str, code: int = 1000) -> None:
         """Close the WebSocket from the server side, cleaning up first."""
-        if self.closing:
-            return
+        self.request_end(reason, code)
+        if self._busy or not hasattr(self, "sid"):
+            return  # inside a handler: it ends when the handler returns
+        try:
+            await asyncio.wait_for(self._ended.wait(), 5 + CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("docsync: %s did not end within 6 s", self.sid)
+
+    async def _terminate(self, stop: bool = False) -> None:
+        """Clean up once, close the socket (bounded), and stop the consumer."""
+        reason, code = self._end_reason or ("transport close", 1000)
         await self._end(reason)
-        await self._close(code)
+        if not self._close_sent:
+            self._close_sent = True
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._close(code, reason=reason)
+            except Exception as exc:  # gone, or not reading: nothing to close politely
+                logger.debug("docsync: closing %s: %r", self._sid_or_new(), exc)
+        if stop:
+            self.stop_consumer()
 
     async def _close(self, code: int, reason: str | None = None) -> None:
         """Close with an RFC 6455 code; fall back to its 4xxx twin where refused.
@@ -193,17 +354,33 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
 
     async def _end(self, reason: str) -> None:
         if getattr(self, "closing", True):
+            if self.cleanup is not None:
+                await asyncio.shield(self.cleanup)  # a second caller waits for the first
             return
         self.closing = True
         if self.connect_deadline is not None:
             self.connect_deadline.cancel()
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
+        self._held.clear()
         self.srv.unregister(self)
         # Shielded: when the ASGI server cancels us on shutdown right after the
         # transport closed, the others must still learn that we left.
-        self.cleanup = asyncio.ensure_future(self.on_end(reason))
+        self.cleanup = asyncio.ensure_future(self._on_end_logged(reason))
         await asyncio.shield(self.cleanup)
+
+    async def _on_end_logged(self, reason: str) -> None:
+        try:
+            await self.on_end(reason)
+        except Exception:
+            logger.exception("docsync: cleaning up %s failed", self._sid_or_new())
+        finally:
+            self._ended.set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.srv._tasks.add(task)
+        task.add_done_callback(self.srv._tasks.discard)
 
     # -- what the protocol on top provides -------------------------------------
 

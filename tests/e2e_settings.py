@@ -31,6 +31,7 @@ DOCSYNC = {
     "PING_TIMEOUT": int(os.environ.get("E2E_PING_TIMEOUT", "20000")),
     "CONNECT_TIMEOUT": int(os.environ.get("E2E_CONNECT_TIMEOUT", "45000")),
     "SQUASH_THRESHOLD": int(os.environ.get("E2E_SQUASH_THRESHOLD", "100")),
+    "MAX_UNREAD": int(os.environ.get("E2E_MAX_UNREAD", "1000000")),
 }
 if os.environ.get("E2E_BINDINGS"):
     import json

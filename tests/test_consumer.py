@@ -119,7 +119,7 @@ REFUSED = [
     # The reference closes the socket; PROTOCOL §3 answers instead.
     ("auth a string", '40"x"', "Authentication required"),
     ("auth an array", "40[1]", "Authentication required"),
-    ("authenticate raises", _auth(token="explode"), "Authentication error: boom"),
+    ("authenticate raises", _auth(token="explode"), "Authentication error: internal server error"),
 ]
 
 

@@ -226,7 +226,10 @@ REFUSALS = [
         {"deviceId": "d", "clientId": "c", "claimedUserId": 5, "token": "valid-bob"},
         "Authentication failed: invalid claimed user ID",
     ),
-    ({"deviceId": "d", "clientId": "c", "token": "explode"}, "Authentication error: boom"),
+    (
+        {"deviceId": "d", "clientId": "c", "token": "explode"},
+        "Authentication error: internal server error",
+    ),
     ({}, "Device ID required"),
     ("x", "Authentication required"),
 ]

@@ -194,7 +194,7 @@ async def test_sync_request_fires_once_per_sync_with_errors():
             '40{"deviceId":"dev-x","clientId":"cli-x","token":"explode"}',
             "dev-x",
             "cli-x",
-            "Authentication error: boom",
+            "Authentication error: internal server error",
         ),
     ],
 )

@@ -33,7 +33,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..exceptions import StorageError
+from ..exceptions import StorageError, StorageUnavailable
 from ..models import (
     Document,
     OperationBatch,
@@ -41,6 +41,7 @@ from ..models import (
     encode_operations,
     encode_snapshot,
 )
+from ..outage import connection_lost
 from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
 
 logger = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ class ORMProvider(BaseProvider):
                 yield tx
                 tx.flush()
         except DatabaseError as exc:
+            if connection_lost(exc):
+                raise StorageUnavailable() from exc  # logged once by docsync.outage
             logger.exception("Database error on document %r", doc_id)
             raise StorageError() from exc
 
