@@ -31,6 +31,15 @@ def _frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + mask + masked
 
 
+class ClosedByServer(ConnectionError):
+    """The server sent a close frame: ``code`` and ``reason``."""
+
+    def __init__(self, payload: bytes):
+        self.code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        self.reason = payload[2:].decode(errors="replace")
+        super().__init__(f"closed by the server: {self.code} {self.reason!r}")
+
+
 class RawSocketClient:
     """One connection; ``recv_*`` reads only when the test asks it to."""
 
@@ -96,7 +105,7 @@ class RawSocketClient:
                     self.writer.write(_frame(payload, 0xA))
                     continue
                 if opcode == 0x8:
-                    raise ConnectionError(f"closed by the server: {payload!r}")
+                    raise ClosedByServer(payload)
                 if opcode != 0x1:
                     continue
                 text = payload.decode()

@@ -12,13 +12,14 @@ hold no traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import uuid
 
 import pytest
 import redis
 
-from tests.liveserver import LiveServer
+from tests.liveserver import LiveServer, manage
 from tests.rawsocket import RawSocketClient
 from tests.services import _skip_or_fail
 from tests.sioclient import Client
@@ -228,4 +229,79 @@ async def test_a_client_that_stops_reading_is_dropped(server, bound, pg_url, red
     out = live.output()
     if bound == "max unread":
         assert "it stopped reading" in out, out
+    assert_clean_log(live)
+
+
+# -- revocation after a Redis restart (issue 9, point 9) ------------------------
+
+WORLD = """
+import json
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from docsync.models import Document, DocumentShare
+users = {n: get_user_model().objects.create_user(n + %(tag)r) for n in ("alice", "frank", "hana")}
+doc = Document.objects.create(doc_id=%(doc)r, doc_type="doc", owner=users["alice"])
+DocumentShare.objects.create(document=doc, user=users["frank"], role="viewer")
+DocumentShare.objects.create(document=doc, user=users["hana"], role="viewer")
+print(json.dumps({n: Token.objects.create(user=u).key for n, u in users.items()}))
+"""
+
+
+@pytest.mark.parametrize("server", SERVERS)
+async def test_revocation_reaches_connections_opened_before_a_redis_restart(
+    server, pg_url, redis_proc
+):
+    from tests.test_permissions_e2e import Client as TokenClient
+    from tests.test_permissions_e2e import pull, revoke, write
+
+    doc = f"restart-{server}"
+    env = {
+        "E2E_REDIS_URL": redis_proc.url,
+        "E2E_DATABASE_URL": pg_url,
+        "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
+        "E2E_AUTHENTICATE": "docsync.auth.authenticate",
+        "E2E_AUTHORIZE": "docsync.permissions.authorize",
+    }
+    tag = f"-{server}"  # the database is the module's
+    out = await asyncio.to_thread(manage, "shell", "-c", WORLD % {"doc": doc, "tag": tag}, env=env)
+    tokens = json.loads(out.strip().splitlines()[-1])
+    live = LiveServer(env=env, server=server).start()
+    alice, frank, hana = (TokenClient(live.url, n, token=tokens[n]) for n in tokens)
+    try:
+        for c in (alice, frank, hana):
+            await c.connect()
+            assert "data" in await c.call("sync", pull(doc))
+        before = leftovers(redis_proc.url)["group memberships"]
+        redis_proc.stop()
+        redis_proc.start()  # empty: every group is gone
+        deadline = asyncio.get_running_loop().time() + 10
+        while leftovers(redis_proc.url)["group memberships"] < before:
+            assert asyncio.get_running_loop().time() < deadline, "groups were not re-joined"
+            await asyncio.sleep(0.1)
+        # A share removed: frank's connection (per-user group) stops receiving.
+        await revoke(
+            env,
+            "from docsync.models import DocumentShare\n"
+            f"DocumentShare.objects.filter(document__doc_id={doc!r}, "
+            f"user__username='frank{tag}').delete()",
+        )
+        gone = {"docId": doc, "presence": {"cli-frank": None}}
+        await alice.wait_for("presence", lambda d: d == gone, timeout=3)
+        assert "data" in await alice.call("sync", write(doc, "after the restart"))
+        await hana.wait_for("dirty", lambda d: d == {"docId": doc})
+        with pytest.raises(TimeoutError):
+            await frank.wait_for("dirty", timeout=0.5)
+        # A user deactivated: hana's connection is closed.
+        await revoke(
+            env,
+            "from django.contrib.auth import get_user_model\n"
+            f"user = get_user_model().objects.get(username='hana{tag}')\n"
+            "user.is_active = False\n"
+            "user.save()",
+        )
+        await hana.wait_for("disconnect", timeout=3)
+    finally:
+        for c in (alice, frank, hana):
+            await c.close()
+        live.stop()
     assert_clean_log(live)
