@@ -72,9 +72,11 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._close_sent = False
         self._sent = 0  # bytes handed to the ASGI server
         self._confirmed = 0  # of those, how many the client proved it read (a pong)
-        self._pings: deque[int] = deque()  # _sent right after each unanswered ping
-        self._held: deque[tuple[dict[str, Any], int]] = deque()
+        self._pings: list[int] = []  # _sent right after each unanswered ping
+        self._held: deque[tuple[dict[str, Any], int]] | None = None  # waiting for a pong
         self._held_bytes = 0
+        self._writer: asyncio.Task | None = None  # the task inside base_send
+        self._abandoned = False
 
     # -- Channels plumbing ---------------------------------------------------
 
@@ -173,20 +175,38 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
 
     async def _write(self, message: dict[str, Any], size: int) -> None:
         self._sent += size
+        self._writer = asyncio.current_task()
         try:
-            # A client that does not read makes uvicorn's send wait for ever.
-            async with asyncio.timeout(self.srv.ping_timeout / 1000):
-                await self.base_send(message)
-        except TimeoutError:
-            logger.info(
-                "docsync: dropping %s: a send waited %s ms", self.sid, self.srv.ping_timeout
-            )
-            self.request_end("ping timeout")
+            await self.base_send(message)
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                raise
+            # request_end() from another task: this send was blocked for
+            # PING_TIMEOUT (the client does not read); the handler goes on.
+            self._abandoned = False
+            self._writer.uncancel()
         except Exception as exc:  # uvicorn's ClientDisconnected, a closed transport ...
             logger.debug("docsync: send to %s failed: %r", self._sid_or_new(), exc)
             self.request_end("transport close")
+        finally:
+            self._writer = None
+
+    async def _write_timed(self, message: dict[str, Any], size: int) -> None:
+        """A send outside the handler's task (pings): blocked ``PING_TIMEOUT``, it ends."""
+        try:
+            async with asyncio.timeout(self.srv.ping_timeout / 1000):
+                await self._write(message, size)
+        except TimeoutError:
+            logger.info(
+                "docsync: dropping %s: a ping waited %s ms to be sent",
+                self.sid,
+                self.srv.ping_timeout,
+            )
+            self.request_end("ping timeout")
 
     def _hold(self, message: dict[str, Any], size: int) -> None:
+        if self._held is None:
+            self._held = deque()
         self._held.append((message, size))
         self._held_bytes += size
         if self._held_bytes > self.srv.max_unread:
@@ -219,13 +239,13 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.pong.clear()
         mark = self._sent + 1
         self._pings.append(mark)
-        await self._write({"type": "websocket.send", "text": p.EIO_PING}, 1)
+        await self._write_timed({"type": "websocket.send", "text": p.EIO_PING}, 1)
         return mark
 
     async def _on_pong(self) -> None:
         if not self._pings:
             return  # a pong nobody asked for
-        self._confirmed = self._pings.popleft()
+        self._confirmed = self._pings.pop(0)
         if not self._pings:
             self.pong.set()
         while self._held and self._sent - self._confirmed <= self.srv.max_unread:
@@ -313,6 +333,13 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._end_reason = (reason, code)
         if not self._busy:
             self._spawn(self._terminate(stop=True))
+        elif self._writer is self._task and asyncio.current_task() is not self._task:
+            # The handler is stuck in a send that the client never reads.
+            logger.info(
+                "docsync: dropping %s (%s) in the middle of a blocked send", self.sid, reason
+            )
+            self._abandoned = True
+            self._task.cancel()
 
     async def shutdown(self, reason: str, code: int = 1000) -> None:
         """Close the WebSocket from the server side, cleaning up first."""
@@ -362,7 +389,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self.connect_deadline.cancel()
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
-        self._held.clear()
+        self._held = None
         self.srv.unregister(self)
         # Shielded: when the ASGI server cancels us on shutdown right after the
         # transport closed, the others must still learn that we left.

@@ -227,6 +227,7 @@ async def test_a_client_that_stops_reading_is_dropped(server, bound, pg_url, red
     assert not any((await no_leftovers(redis_proc.url)).values())
     live.stop()
     out = live.output()
+    print("\n".join(line for line in out.splitlines() if line.startswith("docsync:")))
     if bound == "max unread":
         assert "it stopped reading" in out, out
     assert_clean_log(live)
