@@ -95,7 +95,7 @@ class FanOutMixin(AsyncConsumer):
         except StopConsumer:
             pass
         except asyncio.CancelledError:
-            if self._stopping:
+            if self._stopping and self._task is not None:
                 self._task.uncancel()
                 return  # stop_consumer(): already cleaned up
             # The server is stopping (daphne cancels every application on
