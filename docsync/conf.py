@@ -170,6 +170,10 @@ def rule_for(name: str) -> Rule:
         return OPTIONS
     if isinstance(default, str) or name in IMPORT_STRINGS:
         return DOTTED_OR_NONE if default is None else DOTTED
+    if default is None:
+        return Rule("any value", lambda v: True)  # give it an entry in RULES
+    if isinstance(default, list | tuple):
+        return Rule("a list", lambda v: isinstance(v, list | tuple))
     return Rule(f"like the default {default!r}", lambda v: type(v) is type(default))
 
 

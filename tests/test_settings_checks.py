@@ -57,7 +57,9 @@ def wrong_value(name):
     for candidate in ("lots", "1MB", -1, 1.5, [1], True, None, 0):
         if not rule.ok(candidate):
             return candidate
-    raise AssertionError(f"no wrong value found for {name}")
+    raise AssertionError(
+        f"DOCSYNC[{name!r}] accepts anything: give it a Rule in docsync.conf.RULES"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULTS))
