@@ -22,6 +22,13 @@ def _orm_provider_alias() -> str | None:
     return None
 
 
+def _provider_is(cls: type) -> bool:
+    from .conf import docsync_settings
+
+    provider = docsync_settings.PROVIDER
+    return isinstance(provider, cls) or (isinstance(provider, type) and issubclass(provider, cls))
+
+
 @register()
 def check_orm_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     try:
@@ -39,7 +46,19 @@ def check_orm_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             )
         ]
     from .providers.orm import is_sqlite_without_immediate
+    from .providers.postgres import PostgresProvider
 
+    engine = settings.DATABASES[alias].get("ENGINE", "")
+    if _provider_is(PostgresProvider) and not engine.endswith("postgresql"):
+        return [
+            Error(
+                f"PostgresProvider uses database {alias!r}, which is not PostgreSQL "
+                f"({engine or 'no ENGINE'}).",
+                hint="Use docsync.providers.orm.ORMProvider on other databases, or point "
+                "DOCSYNC['PROVIDER_OPTIONS']['using'] at a PostgreSQL alias.",
+                id="docsync.E011",
+            )
+        ]
     if is_sqlite_without_immediate(alias):
         return [
             Warning(

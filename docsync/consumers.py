@@ -12,6 +12,7 @@ The Engine.IO transport under it is ``docsync.transport.EngineIOConsumer``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -33,7 +34,7 @@ from .exceptions import (
 from .handshake import handshake
 from .providers.base import Origin
 from .revocation import session_hash, user_group
-from .server import _SIGNALS, DocSyncServer, Event
+from .server import _SIGNALS, DocSyncServer, Event, Grants
 from .state import Member, has_collaborators
 from .transport import EngineIOConsumer, new_sid
 
@@ -58,6 +59,8 @@ class DocSyncConsumer(EngineIOConsumer):
         self.pending: p.Packet | None = None
         self.pending_bytes = 0
         self.errors: deque[float] = deque()
+        # What authorize allowed this connection; revocations clear it.
+        self.grants = Grants()
 
     @property
     def connected(self) -> bool:
@@ -261,7 +264,10 @@ class DocSyncConsumer(EngineIOConsumer):
             await self._sync_event(_raw_sync(data), started, error=exc)
             raise
         doc_id = req.doc_id
-        async with self.srv.doc_lock(doc_id):
+        # Requests for one document queue up in this process, except pulls on a
+        # provider whose reads take no lock (a pull never waits for writers).
+        unlocked = not req.operations and getattr(self.srv.provider, "unlocked_reads", False)
+        async with contextlib.nullcontext() if unlocked else self.srv.doc_lock(doc_id):
             first = doc_id not in self.docs
             if first:
                 # Join the group before reading, so no dirty is missed.
@@ -269,8 +275,9 @@ class DocSyncConsumer(EngineIOConsumer):
             else:
                 await self.layer_group_refresh(doc_group(doc_id))
             try:
-                outcome = await self.srv.sync(req, self.identity, self._origin())
+                outcome = await self.srv.sync(req, self.identity, self._origin(), self.grants)
             except Exception as exc:
+                self.grants.forget(doc_id)
                 if first:
                     await self.layer_group_discard(doc_group(doc_id))
                 await self._sync_event(req.as_wire(), started, error=exc)
@@ -351,6 +358,7 @@ class DocSyncConsumer(EngineIOConsumer):
         ident = self.identity
         member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
         self.docs.discard(doc_id)
+        self.grants.forget(doc_id)
         remaining = await self.srv.state.leave(doc_id, member)
         await self.layer_group_discard(doc_group(doc_id))
         if remaining:
@@ -370,7 +378,7 @@ class DocSyncConsumer(EngineIOConsumer):
         if req.doc_id not in self.docs:
             raise PermissionDenied()
         await self.srv.check(
-            "presence", {"docId": req.doc_id, "presence": req.presence}, self.identity
+            "presence", {"docId": req.doc_id, "presence": req.presence}, self.identity, self.grants
         )
         client_id = self.identity["clientId"]
         await self.srv.state.set_presence(req.doc_id, client_id, req.presence)
@@ -426,6 +434,8 @@ class DocSyncConsumer(EngineIOConsumer):
 
     async def docsync_revoke(self, message: dict[str, Any]) -> None:
         """Access was taken away (``docsync.revocation``): close, or re-check documents."""
+        # Whatever it revokes, what authorize allowed is decided anew.
+        self.grants.clear()
         if self.identity is None or self.closing:
             return
         if message.get("close"):

@@ -6,8 +6,11 @@ the request's database hop, and returns a bool.
 
 The default, :class:`DocumentPermissions`, asks Django's permission system,
 object by object: ``user.has_perm("docsync.view_document", document)`` and
-so on, on a user fetched anew for every request (a permission revoked a
+so on, on a user fetched anew for every decision (a permission revoked a
 second ago counts; ``ModelBackend`` caches permissions on the user object).
+A connection remembers reads and an owner's writes it was allowed
+(:meth:`DocumentPermissions.grant`, ``docsync.server.Grants``) until a
+revocation message reaches it.
 Which backend answers is the project's choice: ``ModelBackend`` for
 superusers, ``docsync.backends.DocumentPermissionBackend`` for owners and
 shares, django-guardian or django-rules for their own rules.
@@ -79,7 +82,26 @@ class DocumentPermissions:
             return False
         # A writer who may not read (an odd configuration) is still refused:
         # every answer to a sync carries the document.
-        return perm == self.view_permission or kind != "sync" or self._can_view(user, document)
+        if perm != self.view_permission and kind == "sync" and not self._can_view(user, document):
+            return False
+        event["grant"] = self.grant(user, document, perm)
+        return True
+
+    def grant(self, user: Any, document: Any, perm: str) -> Any:
+        """What the connection may remember of this decision (``DocSyncServer``'s ``Grants``).
+
+        ``"view"`` after a read: revocations (share removed, group left, user
+        deactivated, document made private) clear it. ``("owner", pk)`` when
+        the user owns the document and ``DocumentPermissionBackend`` grants
+        owners everything: each write checks the owner on the row it locks.
+        Other writes (a share's role could be lowered without a signal) are
+        decided every time. Return ``None`` to remember nothing.
+        """
+        if _owns(user, document) and _owners_may_do_everything():
+            return ("owner", str(user.pk))
+        if perm == self.view_permission:
+            return "view"
+        return None
 
     def _can_view(self, user: Any, document: Any) -> bool:
         return bool(user.has_perm(self.view_permission, document))
@@ -158,6 +180,20 @@ def load_document(provider: Any, doc_id: str) -> Any | None:
     document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
     setattr(document, "_has_snapshot", record.has_snapshot)  # noqa: B010  (not a field)
     return document
+
+
+def _owns(user: Any, document: Any) -> bool:
+    owner_id = getattr(document, "owner_id", None)
+    return owner_id is not None and str(owner_id) == str(user.pk)
+
+
+def _owners_may_do_everything() -> bool:
+    """Whether an authentication backend gives owners every permission."""
+    from django.contrib.auth import get_backends
+
+    from .backends import DocumentPermissionBackend
+
+    return any(isinstance(backend, DocumentPermissionBackend) for backend in get_backends())
 
 
 def _creates(req: Any) -> bool:

@@ -29,7 +29,7 @@ from .outage import StorageOutage, guarded
 from .providers.base import BaseProvider, Origin
 from .squash import squash_document
 from .state import BaseState, InProcessState
-from .sync import SyncOutcome, sync_document
+from .sync import OwnerChanged, SyncOutcome, sync_document
 
 if TYPE_CHECKING:
     from .consumers import DocSyncConsumer
@@ -79,6 +79,52 @@ class Event(dict):
 def _pull(doc_id: str) -> dict[str, Any]:
     """A sync that only reads ``doc_id``: what re-checking read access asks about."""
     return {"type": None, "docId": doc_id, "operations": [], "serializedDoc": None, "clock": 0}
+
+
+class Grants:
+    """What ``authorize`` allowed one connection, remembered until a revocation.
+
+    ``authorize`` may set ``event["grant"]`` when it allows a request on an
+    existing document: ``"view"`` (the user may read it until access is
+    revoked) or ``("owner", pk)`` (the user may also write it for as long as
+    the document's ``owner_id`` is ``pk``, which each write checks on the row
+    it locks). The connection then skips ``authorize`` for such requests;
+    every revocation message (``docsync.revocation``) clears what it holds.
+    Decisions that could change without a revocation message (a share
+    downgraded by ``QuerySet.update()``) are never remembered.
+    """
+
+    __slots__ = ("_docs", "generation")
+
+    def __init__(self) -> None:
+        self._docs: dict[str, Any] = {}
+        #: Bumped by every clear: a decision taken before it is not kept.
+        self.generation = 0
+
+    def get(self, doc_id: str) -> Any:
+        return self._docs.get(doc_id)
+
+    def add(self, doc_id: str, grant: Any, generation: int) -> None:
+        if grant is None or generation != self.generation:
+            return
+        if grant == "view" and self._docs.get(doc_id) is not None:
+            return  # an owner's grant covers reading
+        self._docs[doc_id] = grant
+
+    def forget(self, doc_id: str) -> None:
+        self._docs.pop(doc_id, None)
+        self.generation += 1
+
+    def clear(self) -> None:
+        self._docs.clear()
+        self.generation += 1
+
+
+def _reads(kind: str, req: dict[str, Any]) -> bool:
+    """Whether a request only reads (so that a ``"view"`` grant covers it)."""
+    if kind == "presence":
+        return True
+    return kind == "sync" and not req.get("operations") and req.get("serializedDoc") is None
 
 
 def nonblocking(func: Callable) -> Callable:
@@ -276,12 +322,20 @@ class DocSyncServer:
         StorageOutage.succeeded()
         return result
 
-    async def check(self, kind: str, req: dict[str, Any], identity: Event) -> None:
+    async def check(
+        self, kind: str, req: dict[str, Any], identity: Event, grants: Grants | None = None
+    ) -> None:
         """Authorize a request that needs no storage (presence, unsubscribe)."""
         if self._authorize_is_async:
             await self._authorize_async(kind, req, identity)
-        else:
-            await self._hop(self._check_inline, self._authorize, kind, req, identity)
+            return
+        doc_id = req.get("docId")
+        if grants is not None and _reads(kind, req) and grants.get(doc_id) is not None:
+            return
+        generation = grants.generation if grants is not None else 0
+        event = await self._hop(self._check_inline, self._authorize, kind, req, identity)
+        if grants is not None and isinstance(doc_id, str):
+            grants.add(doc_id, event.get("grant"), generation)
 
     def _refused_reads(self, doc_ids: list[str], identity: Event) -> list[str]:
         refused = []
@@ -310,24 +364,56 @@ class DocSyncServer:
             raise PermissionDenied()
 
     def _sync_hop(
-        self, req: SyncRequest, identity: Event, origin: Origin, authorized: bool
-    ) -> SyncOutcome:
-        expect_new = False
-        if not authorized:
+        self, req: SyncRequest, identity: Event, origin: Origin, authorized: bool, grant: Any
+    ) -> tuple[SyncOutcome, Any]:
+        """Authorize (unless ``grant`` or ``authorized`` says so) and sync.
+
+        Returns the outcome and the grant to remember (``False``: forget the
+        one held, the document changed owner).
+        """
+        expect_new, owner, new_grant = False, None, None
+        if isinstance(grant, tuple) and not _reads("sync", req.as_wire()):
+            owner = grant[1]  # allowed as the owner: the write checks the row
+        elif grant is None and not authorized:
             event = self._authorize("sync", req.as_wire(), identity)
             # Authorized as the creator of a missing document (the default
             # authorize says so): if it exists once locked, someone else
             # created it meanwhile, and this request must be judged again.
             expect_new = "document" in event and event["document"] is None
-        return sync_document(self.provider, req, origin, self.bindings, expect_new=expect_new)
+            new_grant = event.get("grant")
+        try:
+            outcome = sync_document(
+                self.provider, req, origin, self.bindings, expect_new=expect_new, owner=owner
+            )
+        except OwnerChanged:
+            outcome, new_grant = self._sync_hop(req, identity, origin, authorized, None)
+            return outcome, new_grant or False
+        return outcome, new_grant
 
-    async def sync(self, req: SyncRequest, identity: Event, origin: Origin) -> SyncOutcome:
-        """Authorize and run a sync in one database hop."""
+    async def sync(
+        self, req: SyncRequest, identity: Event, origin: Origin, grants: Grants | None = None
+    ) -> SyncOutcome:
+        """Authorize and run a sync in one database hop.
+
+        With ``grants`` (the connection's), what ``authorize`` allowed before
+        is not asked again (see :class:`Grants`).
+        """
         if self._authorize_is_async:
             await self._authorize_async("sync", req.as_wire(), identity)
-        return await self._hop(
-            self._inline, self._sync_hop, req, identity, origin, self._authorize_is_async
+        grant, generation = None, 0
+        if grants is not None:
+            grant, generation = grants.get(req.doc_id), grants.generation
+            if grant == "view" and not _reads("sync", req.as_wire()):
+                grant = None  # a write is decided anew
+        outcome, new_grant = await self._hop(
+            self._inline, self._sync_hop, req, identity, origin, self._authorize_is_async, grant
         )
+        if grants is not None:
+            if new_grant is False:
+                grants.forget(req.doc_id)
+            else:
+                grants.add(req.doc_id, new_grant, generation)
+        return outcome
 
     def _delete_hop(self, req: DocRequest, identity: Event, authorized: bool) -> bool:
         if not authorized:

@@ -16,7 +16,7 @@ from .bindings.base import BindingRegistry
 from .events import SyncRequest
 from .exceptions import DocumentDeleted, StorageError, ValidationError
 from .protocol import MAX_ATTACHMENTS, count_attachments
-from .providers.base import BaseProvider, Mode, Origin
+from .providers.base import BaseProvider, DocRecord, Mode, Origin, SyncStep
 
 logger = logging.getLogger(__name__)
 
@@ -46,30 +46,25 @@ def sync_document(
     bindings: BindingRegistry | None = None,
     *,
     expect_new: bool = False,
+    owner: str | None = None,
 ) -> SyncOutcome:
     """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
 
     ``bindings`` (the server's) lets a response that holds more binary values
     than a client accepts be merged by the document's binding (see
     :func:`fit_attachments`); without it, the bindings of the settings are used.
+    With ``owner`` (a permission granted for being the owner), the sync raises
+    :class:`OwnerChanged` before writing anything unless the document exists
+    and is owned by ``owner``.
     """
+    step = provider.sync_step(req, origin, expect_new=expect_new, owner=owner)
+    if step is not None:
+        return _outcome_of_step(step, req, bindings, expect_new, owner)
     writes = bool(req.operations) or req.serialized_doc is not None
     mode: Mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
         record = tx.get_serialized_doc(with_snapshot=False)
-        if record is not None and expect_new:
-            raise StorageError(
-                f"Document {req.doc_id!r} was created by another request meanwhile; "
-                "retry (access is decided again)."
-            )
-        if record is not None:
-            if record.deleted:
-                raise DocumentDeleted(req.doc_id)
-            if record.doc_type and record.doc_type != req.doc_type:
-                raise ValidationError(
-                    f"type {req.doc_type!r} does not match document {req.doc_id!r}, "
-                    f"which is of type {record.doc_type!r}."
-                )
+        check_record(record, req, expect_new, owner)
         has_snapshot = record is not None and record.has_snapshot
         if not has_snapshot and req.serialized_doc is not None:
             tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
@@ -93,6 +88,52 @@ def sync_document(
     snapshot_clock = record.clock if record is not None else 0
     operations = fit_attachments(operations, snapshot, req.doc_type, bindings)
     return SyncOutcome(operations, snapshot, clock, max(clock - snapshot_clock, 0))
+
+
+class OwnerChanged(Exception):
+    """The document is not (or no longer) owned by the user a sync was allowed for.
+
+    Raised before anything is written; the server decides access again.
+    """
+
+
+def check_record(
+    record: DocRecord | None, req: SyncRequest, expect_new: bool, owner: str | None = None
+) -> None:
+    """Raise if ``req`` may not go on with the document as ``record`` found it."""
+    if owner is not None and (record is None or record.owner_id != owner):
+        raise OwnerChanged(req.doc_id)
+    if record is None:
+        return
+    if expect_new:
+        raise StorageError(
+            f"Document {req.doc_id!r} was created by another request meanwhile; "
+            "retry (access is decided again)."
+        )
+    if record.deleted:
+        raise DocumentDeleted(req.doc_id)
+    if record.doc_type and record.doc_type != req.doc_type:
+        raise ValidationError(
+            f"type {req.doc_type!r} does not match document {req.doc_id!r}, "
+            f"which is of type {record.doc_type!r}."
+        )
+
+
+def _outcome_of_step(
+    step: SyncStep,
+    req: SyncRequest,
+    bindings: BindingRegistry | None,
+    expect_new: bool,
+    owner: str | None,
+) -> SyncOutcome:
+    """The outcome of a sync the provider did in one step (``sync_step``)."""
+    if step.refused:
+        check_record(step.record, req, expect_new, owner)
+        raise StorageError(f"Document {req.doc_id!r} refused the sync; retry.")
+    operations = [op for batch in step.batches for op in batch.operations]
+    operations = fit_attachments(operations, step.snapshot, req.doc_type, bindings)
+    snapshot_clock = step.record.clock if step.record is not None else 0
+    return SyncOutcome(operations, step.snapshot, step.clock, max(step.clock - snapshot_clock, 0))
 
 
 def fit_attachments(

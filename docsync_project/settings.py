@@ -79,8 +79,13 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 DOCSYNC = {
-    # Documents live in the database (SQLite here, PostgreSQL with DATABASE_URL).
-    "PROVIDER": "docsync.providers.orm.ORMProvider",
+    # Documents live in the database: SQLite here through the ORM, PostgreSQL
+    # with DATABASE_URL through the provider made for it (same tables).
+    "PROVIDER": (
+        "docsync.providers.postgres.PostgresProvider"
+        if DATABASES["default"]["ENGINE"].endswith("postgresql")
+        else "docsync.providers.orm.ORMProvider"
+    ),
     # Access goes by Django permissions (owner, shares, groups). In this example
     # a document nobody has shared yet is open to every signed-in user, so two
     # users can try collaboration at once; sharing it makes it private.

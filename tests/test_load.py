@@ -1,6 +1,7 @@
 """Many writers on one document through the real server on PostgreSQL, with
 squashing going on: nothing acknowledged is lost or duplicated, each writer's
-operations stay in its order, also across a server restart."""
+operations stay in its order, also across a server restart. On the ORM
+provider and on PostgresProvider (one statement per sync, unlocked pulls)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 WRITERS, OPS = 20, 50
 
 
-def server_env(pg_url: str) -> dict[str, str]:
+PROVIDERS = ["docsync.providers.orm.ORMProvider", "docsync.providers.postgres.PostgresProvider"]
+
+
+@pytest.fixture(params=PROVIDERS, ids=["orm", "postgres"])
+def provider(request) -> str:
+    return request.param
+
+
+def server_env(pg_url: str, provider: str) -> dict[str, str]:
     return {
         "E2E_DATABASE_URL": pg_url,
-        "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
+        "E2E_PROVIDER": provider,
         "E2E_BINDINGS": json.dumps({"doc": "tests.bindings.ListBinding"}),
         "E2E_SQUASH_THRESHOLD": "10",
     }
@@ -64,8 +73,8 @@ def check(ops: list, acked: list) -> None:
         assert mine == sorted(mine), f"writer w{n}'s operations out of order"
 
 
-async def test_concurrent_writers_with_squashing(pg_url):
-    server = LiveServer(env=server_env(pg_url)).start()
+async def test_concurrent_writers_with_squashing(pg_url, provider):
+    server = LiveServer(env=server_env(pg_url, provider)).start()
     doc = "01k" + uuid.uuid4().hex[:23]
     try:
         acked: list = []
@@ -79,8 +88,8 @@ async def test_concurrent_writers_with_squashing(pg_url):
     assert "squashing" not in server.output(), server.output()
 
 
-async def test_restart_mid_run_loses_nothing_acknowledged(pg_url):
-    server = LiveServer(env=server_env(pg_url)).start()
+async def test_restart_mid_run_loses_nothing_acknowledged(pg_url, provider):
+    server = LiveServer(env=server_env(pg_url, provider)).start()
     doc = "01k" + uuid.uuid4().hex[:23]
     acked: list = []
     tasks = [
@@ -91,7 +100,7 @@ async def test_restart_mid_run_loses_nothing_acknowledged(pg_url):
         await asyncio.sleep(0.01)
     server.stop()  # SIGTERM mid-run
     await asyncio.gather(*tasks, return_exceptions=True)
-    restarted = LiveServer(env=server_env(pg_url), port=server.port).start()
+    restarted = LiveServer(env=server_env(pg_url, provider), port=server.port).start()
     try:
         ops = await read_all(restarted.url, doc)
         check(ops, acked)

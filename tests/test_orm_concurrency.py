@@ -16,10 +16,13 @@ from django.core.management import call_command
 from django.db import connections
 
 from docsync.bindings import BindingRegistry
+from docsync.events import SyncRequest
 from docsync.providers.base import BaseProvider, Origin
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
+from docsync.providers.postgres import PostgresProvider
 from docsync.squash import squash_document
+from docsync.sync import sync_document
 from tests.bindings import ListBinding
 from tests.conftest_db import db_param, django_db_on, require_database
 
@@ -32,6 +35,7 @@ PROVIDERS = [
     db_param("sqlite-file", None, id="orm-sqlite-file"),
     db_param("postgres", "postgres", id="orm-postgres"),
     db_param("mariadb", "mariadb", id="orm-mariadb"),
+    db_param("postgres-provider", "postgres", id="postgres"),
 ]
 
 
@@ -60,6 +64,9 @@ def provider(request) -> BaseProvider:
         return InMemoryProvider()
     if request.param == "sqlite-file":
         return ORMProvider(using=request.getfixturevalue("sqlite_file_alias"))
+    if request.param == "postgres-provider":
+        require_database("postgres")
+        return PostgresProvider(using="postgres")
     require_database(request.param)
     return ORMProvider(using=request.param)
 
@@ -165,6 +172,43 @@ def test_squashing_while_others_append_loses_nothing(provider):
     assert_per_thread_order(record.serialized_doc, writers, appends)
 
 
+def test_concurrent_syncs_give_every_writer_every_batch_once(provider):
+    """Writers and pullers through sync_document (one step where the provider
+    can): each client's copy ends up holding every batch exactly once."""
+    registry = BindingRegistry()
+    registry.register("list", ListBinding())
+    writers, pullers, appends = 4, 4, 25
+    sync_document(provider, SyncRequest("list", "doc", ["start"], None, 0), Origin(), registry)
+    views: list[list] = [[] for _ in range(writers + pullers)]
+    done = threading.Event()
+    finished = _Counter()
+
+    def client(thread: int) -> None:
+        clock, view = 0, views[thread]
+        origin = Origin(device_id=f"d{thread}", client_id=f"c{thread}")
+        for i in range(appends * 4):
+            if thread < writers and i == appends or done.is_set():
+                break
+            operations = [[thread, i]] if thread < writers else []
+            req = SyncRequest("list", "doc", operations, None, clock)
+            outcome = sync_document(provider, req, origin, registry)
+            view.extend(outcome.operations)
+            view.extend(operations)
+            clock = outcome.clock
+        if thread < writers and finished.arrive() == writers:
+            done.set()
+        assert done.wait(TIMEOUT)  # then everyone catches up
+        outcome = sync_document(provider, SyncRequest("list", "doc", [], None, clock), origin)
+        view.extend(outcome.operations)
+
+    run_threads(writers + pullers, client)
+    everything = ["start"] + [[t, i] for t in range(writers) for i in range(appends)]
+    for view in views:
+        assert sorted(map(str, view)) == sorted(map(str, everything))
+    _, batches = read_all(provider, "doc")
+    assert len(batches) == len(everything)
+
+
 class _Counter:
     """Counts arrivals; ``arrive()`` returns the arrival number."""
 
@@ -230,3 +274,35 @@ def wait_for_lock_waiters(alias: str, count: int) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError(f"no session of {alias!r} waited on a lock")
+
+
+@pytest.mark.postgres
+@django_db_on("postgres")
+def test_postgres_provider_pulls_do_not_wait_for_a_writer():
+    """A pull reads a snapshot without the row lock: it answers at once, with
+    what was committed, while a writer holds the document."""
+    require_database("postgres")
+    provider = PostgresProvider(using="postgres")
+    origin = Origin(device_id="d")
+    sync_document(provider, SyncRequest("list", "doc", ["a"], None, 0), origin)
+    locked, release = threading.Event(), threading.Event()
+    seen = []
+
+    def writer(_: int) -> None:
+        with provider.transaction("readwrite", "doc") as tx:
+            tx.save_operations(["b"], origin)
+            locked.set()
+            assert release.wait(TIMEOUT)
+
+    def reader(_: int) -> None:
+        assert locked.wait(TIMEOUT)
+        try:
+            outcome = sync_document(provider, SyncRequest("list", "doc", [], None, 0), origin)
+            seen.append((outcome.operations, outcome.clock))
+        finally:
+            release.set()
+
+    run_threads(2, lambda thread: writer(thread) if thread == 0 else reader(thread))
+    assert seen == [(["a"], 1)]
+    outcome = sync_document(provider, SyncRequest("list", "doc", [], None, 1), origin)
+    assert (outcome.operations, outcome.clock) == (["b"], 2)

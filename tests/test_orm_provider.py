@@ -145,3 +145,12 @@ def test_check_reports_an_unknown_alias():
 
 def test_check_ignores_other_providers():
     assert check_orm_database() == []
+
+
+def test_check_refuses_postgres_provider_on_another_database():
+    provider = {"PROVIDER": "docsync.providers.postgres.PostgresProvider"}
+    with override_settings(DOCSYNC=provider):
+        [error] = check_orm_database()
+    assert error.id == "docsync.E011" and "ORMProvider" in error.hint
+    with override_settings(DOCSYNC={**provider, "PROVIDER_OPTIONS": {"using": "postgres"}}):
+        assert check_orm_database() == []

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from docsync.providers.base import Origin
 from docsync.providers.orm import ORMProvider
-from tests.conftest_db import db_param, require_database
+from tests.conftest_db import db_param, django_db_on, require_database
 
 ALIASES = [
     db_param("default", "default", id="sqlite"),
@@ -96,3 +96,38 @@ def test_creating_a_document_costs_two_more_queries(alias, origin):
     # user, insert batch, update document, COMMIT (a new log is not read)
     assert count_queries(alias, sync(provider, "new", origin)) == 8
     assert count_queries(alias, pull(provider, "missing")) == 3  # BEGIN, lock, COMMIT
+
+
+@pytest.mark.postgres
+@django_db_on("postgres")
+def test_postgres_provider_answers_a_sync_in_one_statement(monkeypatch):
+    """PostgresProvider: every sync is one statement (no BEGIN, no COMMIT, no
+    ORM query), whatever the log's length; a pull takes no lock."""
+    require_database("postgres")
+    import psycopg
+
+    from docsync.events import SyncRequest
+    from docsync.providers.postgres import PostgresProvider
+    from docsync.sync import sync_document
+
+    provider = PostgresProvider(using="postgres")
+    user = get_user_model().objects.db_manager("postgres").create_user(username="carl")
+    origin = Origin(user_id=str(user.pk), device_id="d", client_id="c")
+    sync_document(provider, SyncRequest("list", "doc", ["first"], None, 0), origin)  # installs
+    statements = []
+    execute = psycopg.Cursor.execute
+
+    def counting(cursor, query, *args, **kwargs):
+        statements.append(query)
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    for clock, operations in [(0, ["a"]), (2, []), (0, [])] + [(n, [n]) for n in range(2, 50)]:
+        before = len(statements)
+        with CaptureQueriesContext(connections["postgres"]) as orm:
+            sync_document(provider, SyncRequest("list", "doc", operations, None, clock), origin)
+        assert len(statements) - before == 1 and len(orm.captured_queries) == 0
+    assert all("FOR UPDATE" not in query for query in statements if "docsync_sync" not in query)
+    # A new document too.
+    sync_document(provider, SyncRequest("list", "new", ["x"], None, 0), origin)
+    assert len(statements) == 52

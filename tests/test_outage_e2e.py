@@ -89,10 +89,20 @@ async def refused_connect(port: int, token: str) -> tuple[int, str]:
     raise AssertionError(f"CONNECT was answered during the outage: {frame!r}")
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-async def test_a_stopped_database_is_answered_as_an_outage_and_recovers(server, cluster, world):
+@pytest.mark.parametrize(
+    "server, provider",
+    [
+        ("uvicorn", "docsync.providers.orm.ORMProvider"),
+        ("daphne", "docsync.providers.orm.ORMProvider"),
+        ("uvicorn", "docsync.providers.postgres.PostgresProvider"),
+    ],
+    ids=["uvicorn", "daphne", "uvicorn-postgres-provider"],
+)
+async def test_a_stopped_database_is_answered_as_an_outage_and_recovers(
+    server, provider, cluster, world
+):
     env, tokens = world
-    live = LiveServer(env=env, server=server).start()
+    live = LiveServer(env={**env, "E2E_PROVIDER": provider}, server=server).start()
     doc = "01k" + uuid.uuid4().hex[:23]
     alice = Client(live.url, token=tokens["alice"], device="dev-alice", client="cli-alice")
     await alice.connect()

@@ -1,8 +1,10 @@
 """The provider contract suite: every provider must pass all of it.
 
-Parametrized over ``InMemoryProvider`` and ``ORMProvider`` on SQLite,
-PostgreSQL and MariaDB; a new provider proves itself by being added to
-``PROVIDERS``.
+Parametrized over ``InMemoryProvider``, ``ORMProvider`` on SQLite,
+PostgreSQL and MariaDB, and ``PostgresProvider``; a new provider proves
+itself by being added to ``PROVIDERS``. The transactions are the contract;
+the sync tests at the end go through ``docsync.sync.sync_document``, which a
+provider may answer in one step (``sync_step``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from docsync.bindings import BindingRegistry
+from docsync.events import SyncRequest
+from docsync.exceptions import DocumentDeleted, StorageError, ValidationError
 from docsync.providers.base import BaseProvider, Batch, DocRecord, Origin
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
+from docsync.providers.postgres import PostgresProvider
 from docsync.squash import SquashResult, squash_document
+from docsync.sync import OwnerChanged, SyncOutcome, sync_document
 from tests.bindings import HookedListBinding, ListBinding
 from tests.conftest_db import db_param, require_database
 
@@ -28,12 +34,16 @@ PROVIDERS = [
     db_param("default", "default", id="orm-sqlite"),
     db_param("postgres", "postgres", id="orm-postgres"),
     db_param("mariadb", "mariadb", id="orm-mariadb"),
+    db_param("postgres-provider", "postgres", id="postgres"),
 ]
 
 
 @pytest.fixture(params=PROVIDERS)
 def provider(request) -> BaseProvider:
     alias = request.param
+    if alias == "postgres-provider":
+        require_database("postgres")
+        return PostgresProvider(using="postgres")
     require_database(alias)
     return InMemoryProvider() if alias is None else ORMProvider(using=alias)
 
@@ -389,3 +399,99 @@ def test_document_ids_are_compared_exactly(provider):
     ids = ["Doc", "doc", "doc ", "dóc", "d" * 255]
     assert [append(provider, doc_id, doc_id) for doc_id in ids] == [1] * len(ids)
     assert [log(provider, doc_id) for doc_id in ids] == [[Batch(1, [doc_id])] for doc_id in ids]
+
+
+# Syncs, through docsync.sync (which a provider may answer in one step).
+
+
+def sync(provider, doc_id, operations=(), clock=0, serialized=None, origin=ORIGIN, **kwargs):
+    req = SyncRequest("list", doc_id, list(operations), serialized, clock)
+    return sync_document(provider, req, origin, registry(), **kwargs)
+
+
+def test_sync_creates_appends_and_answers_what_the_client_lacks(provider, user_id):
+    origin = Origin(user_id=user_id, device_id="d", client_id="c")
+    assert sync(provider, "doc", ["a"], 0, origin=origin) == SyncOutcome([], None, 1, 1)
+    assert record(provider, "doc").owner_id == user_id
+    assert sync(provider, "doc", ["b"], 1) == SyncOutcome([], None, 2, 2)
+    # Behind by two batches: it gets them, never its own.
+    assert sync(provider, "doc", ["c"], 0) == SyncOutcome(["a", "b"], None, 3, 3)
+    assert sync(provider, "doc", [], 1) == SyncOutcome(["b", "c"], None, 3, 3)
+    assert sync(provider, "doc", [], 3) == SyncOutcome([], None, 3, 3)
+    assert log(provider, "doc") == [Batch(1, ["a"]), Batch(2, ["b"]), Batch(3, ["c"])]
+
+
+def test_a_pull_of_a_missing_document_creates_nothing(provider):
+    assert sync(provider, "nope") == SyncOutcome([], None, 0, 0)
+    assert record(provider, "nope") is None
+
+
+def test_sync_sends_the_snapshot_unless_the_client_has_it(provider):
+    for value in ("a", "b", "c"):
+        sync(provider, "doc", [value], 0)
+    squash_document(provider, registry(), "doc")
+    sync(provider, "doc", ["d"], 3)
+    snapshot = ["a", "b", "c"]
+    # Without a document of its own the client gets the snapshot and the rest.
+    assert sync(provider, "doc", [], 0) == SyncOutcome(["d"], snapshot, 4, 1)
+    assert sync(provider, "doc", ["e"], 0) == SyncOutcome(["d"], snapshot, 5, 2)
+    # With its document at (or after) the snapshot's clock: only what follows.
+    assert sync(provider, "doc", [], 3, serialized=["x"]) == SyncOutcome(["d", "e"], None, 5, 2)
+    assert sync(provider, "doc", ["f"], 4, ["x"]) == SyncOutcome(["e"], None, 6, 3)
+    # With an older document: the snapshot again.
+    assert sync(provider, "doc", [], 1, serialized=["x"]) == SyncOutcome(
+        ["d", "e", "f"], snapshot, 6, 3
+    )
+
+
+def test_a_clients_first_snapshot_is_stored(provider):
+    assert sync(provider, "doc", [], 0, serialized=["s"]) == SyncOutcome([], None, 0, 0)
+    assert record(provider, "doc").serialized_doc == ["s"]
+    assert sync(provider, "doc", ["a"], 0, serialized=["s"]) == SyncOutcome([], None, 1, 1)
+    assert sync(provider, "doc", [], 0) == SyncOutcome(["a"], ["s"], 1, 1)
+    assert sync(provider, "new", ["a"], 0, serialized=["t"]) == SyncOutcome([], None, 1, 1)
+    assert record(provider, "new").serialized_doc == ["t"]
+
+
+def test_sync_refuses_deleted_documents_and_other_types_and_writes_nothing(provider):
+    sync(provider, "doc", ["a"])
+    req = SyncRequest("other", "doc", ["b"], None, 1)
+    with pytest.raises(ValidationError, match="does not match"):
+        sync_document(provider, req, ORIGIN)
+    with pytest.raises(ValidationError, match="does not match"):
+        sync_document(provider, SyncRequest("other", "doc", [], None, 1), ORIGIN)
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.delete_doc()
+    for operations in (["c"], []):
+        with pytest.raises(DocumentDeleted):
+            sync(provider, "doc", operations, 1)
+    assert log(provider, "doc") == [] and record(provider, "doc").latest_clock == 1
+
+
+def test_sync_expecting_a_new_document_refuses_an_existing_one(provider):
+    assert sync(provider, "doc", ["a"], expect_new=True).clock == 1
+    with pytest.raises(StorageError, match="created by another request"):
+        sync(provider, "doc", ["b"], expect_new=True)
+    assert log(provider, "doc") == [Batch(1, ["a"])]
+
+
+@pytest.mark.parametrize("operations", OPERATIONS[:3], ids=[f"operations{i}" for i in range(3)])
+def test_sync_round_trips_operations(provider, operations):
+    sync(provider, "doc", operations)
+    sync(provider, "doc", ["next"])
+    outcome = sync(provider, "doc", [], 0)
+    assert outcome.operations == [*operations, "next"]
+    assert [type(value) for value in outcome.operations[:-1]] == [type(v) for v in operations]
+
+
+def test_sync_for_an_owner_refuses_other_owners_documents(provider, user_id):
+    origin = Origin(user_id=user_id, device_id="d", client_id="c")
+    with pytest.raises(OwnerChanged):
+        sync(provider, "doc", ["a"], origin=origin, owner=user_id)
+    assert record(provider, "doc") is None
+    sync(provider, "doc", ["a"], origin=origin)
+    assert sync(provider, "doc", ["b"], 1, origin=origin, owner=user_id).clock == 2
+    for operations in (["c"], []):
+        with pytest.raises(OwnerChanged):
+            sync(provider, "doc", operations, 2, origin=origin, owner="someone else")
+    assert [batch.clock for batch in log(provider, "doc")] == [1, 2]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Mode = Literal["readonly", "readwrite"]
@@ -71,6 +71,25 @@ class Batch:
 
     clock: int
     operations: list[Any]
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """What :meth:`BaseProvider.sync_step` found and did, in one step.
+
+    ``record`` is the document as it was before this sync wrote (``None``
+    when it did not exist); ``batches`` are the ones the client lacks,
+    oldest first, and ``snapshot`` the snapshot it gets (or ``None``);
+    ``clock`` is the clock of the written batch, or the latest one. With
+    ``refused``, nothing was written: ``record`` fails a check of
+    :func:`docsync.sync.sync_document`, which raises its error.
+    """
+
+    record: DocRecord | None
+    clock: int
+    batches: list[Batch] = field(default_factory=list)
+    snapshot: Any = None
+    refused: bool = False
 
 
 class ProviderTransaction:
@@ -152,9 +171,28 @@ class BaseProvider:
     #: thread (``database_sync_to_async``); a provider that never blocks may
     #: set this to False and run on the event loop.
     blocking = True
+    #: Whether a sync without operations reads a consistent snapshot without
+    #: taking the document's lock (``sync_step``): the server then lets such
+    #: pulls run beside the writes of the same document.
+    unlocked_reads = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+    def sync_step(
+        self, req: Any, origin: Origin, *, expect_new: bool = False, owner: str | None = None
+    ) -> SyncStep | None:
+        """Optional: answer the sync request ``req`` in one step, or return ``None``.
+
+        A provider that can lock, read, append and advance the clock at once
+        (``PostgresProvider``: one statement) does all of
+        :func:`docsync.sync.sync_document` here, with the same outcome, and
+        returns ``None`` for any case it leaves to :meth:`transaction`
+        (before writing anything). With ``owner``, a sync of a document that
+        does not exist or whose ``owner_id`` is not ``owner`` is refused.
+        The default always returns ``None``.
+        """
+        return None
 
     @contextmanager
     def transaction(

@@ -1,0 +1,316 @@
+"""``PostgresProvider``: the ORM provider's tables, one round trip per sync.
+
+An :class:`~docsync.providers.orm.ORMProvider` made for PostgreSQL (psycopg
+3). It keeps documents in the same ``Document`` / ``OperationBatch`` rows,
+so the admin, the management commands and the default permissions work
+unchanged, and every other use (squashing, deleting, the admin) goes through
+the ORM provider's transactions. A sync is answered in one statement instead
+(:meth:`PostgresProvider.sync_step`):
+
+* A sync with operations calls the server-side function ``docsync_sync_v2``:
+  it locks the document's row, reads the batches the client lacks, appends
+  the new batch and advances the clock in one round trip, one transaction
+  and one commit. Each of its statements sees what committed before it (a
+  PL/pgSQL function takes a new snapshot per statement), so a writer that
+  waited for the row lock reads the batch it waited for.
+* A sync without operations (a pull) takes no lock: one ``SELECT`` reads the
+  document and the log tail in one snapshot, so a burst of pulls after a
+  ``dirty`` never queues behind writers, and writers never wait for readers.
+
+Both statements are prepared, on each thread's Django connection (no
+per-request health check). The rare cases (the first snapshot a client
+sends, a document created with a snapshot) take the ORM transaction path.
+The function is installed by the provider on first use (``CREATE OR
+REPLACE`` under an advisory lock), so the database user needs the right to
+create functions, as it has to run migrations. Rows written this way send no
+model signals, like the ORM's bulk operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import DatabaseError, connections
+
+from ..exceptions import StorageError, StorageUnavailable
+from ..models import decode_operations, decode_snapshot, encode_operations
+from ..outage import connection_lost
+from .base import Batch, DocRecord, Origin, SyncStep
+from .orm import ORMProvider
+
+logger = logging.getLogger(__name__)
+
+FUNCTION = "docsync_sync_v2"
+
+# Changing this text needs a new FUNCTION name (processes of the old version
+# keep calling theirs while a deployment rolls over).
+FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION {function}(
+    p_doc_id text, p_doc_type text, p_clock bigint, p_has_doc boolean,
+    p_fmt text, p_ops bytea, p_user text, p_device text, p_client text, p_expect_new boolean,
+    p_owner text)
+RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
+               snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
+               created boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    d record;
+    v_created boolean := false;
+    v_user {user_pk_type};
+    v_send boolean;
+    v_base bigint;
+    v_clock bigint;
+BEGIN
+    IF p_user IS NOT NULL THEN
+        SELECT u.{user_pk} INTO v_user FROM {user_table} u
+         WHERE u.{user_pk} = p_user::{user_pk_type};
+    END IF;
+    SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at, t.snapshot_format,
+           t.owner_id
+      INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
+    IF NOT FOUND AND p_owner IS NOT NULL THEN  -- allowed as its owner: judged again
+        RETURN QUERY SELECT 'refused'::text, NULL::bigint, NULL::text, NULL::bytea,
+            NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, true;
+        RETURN;
+    END IF;
+    IF NOT FOUND THEN
+        IF p_has_doc THEN  -- created with a snapshot: the ORM path stores it
+            RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
+                NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
+            RETURN;
+        END IF;
+        -- Concurrent creators wait here for the winner, then lock its row.
+        INSERT INTO docsync_document (doc_id, doc_type, snapshot, snapshot_format, snapshot_clock,
+            latest_clock, created_at, updated_at, deleted_at, squash_error, owner_id, private)
+        VALUES (p_doc_id, p_doc_type, NULL, '', 0, 0, now(), now(), NULL, '', v_user, false)
+        ON CONFLICT (doc_id) DO NOTHING;
+        v_created := FOUND;
+        SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at,
+               t.snapshot_format, t.owner_id
+          INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
+                NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
+            RETURN;
+        END IF;
+    END IF;
+    -- The refusals of docsync.sync: nothing is written, the caller raises.
+    IF (p_expect_new AND NOT v_created) OR d.deleted_at IS NOT NULL
+            OR (d.doc_type <> '' AND d.doc_type <> p_doc_type)
+            OR (p_owner IS NOT NULL AND d.owner_id::text IS DISTINCT FROM p_owner) THEN
+        RETURN QUERY SELECT 'refused'::text, d.latest_clock, d.snapshot_format::text, NULL::bytea,
+            d.doc_type::text, d.snapshot_clock, d.owner_id::text, d.deleted_at IS NOT NULL, false,
+            v_created;
+        RETURN;
+    END IF;
+    IF d.snapshot_format = '' AND p_has_doc THEN  -- the client's first snapshot
+        RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
+            NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
+        RETURN;
+    END IF;
+    v_send := d.snapshot_format <> '' AND (NOT p_has_doc OR d.snapshot_clock > p_clock);
+    v_base := CASE WHEN v_send THEN d.snapshot_clock ELSE p_clock END;
+    RETURN QUERY SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
+            NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean
+        FROM docsync_operationbatch b
+        WHERE b.document_id = d.id AND b.clock > v_base ORDER BY b.clock;
+    v_clock := d.latest_clock + 1;
+    INSERT INTO docsync_operationbatch (document_id, clock, operations, operations_format,
+        user_id, device_id, client_id, created_at)
+    VALUES (d.id, v_clock, p_ops, p_fmt, v_user, coalesce(p_device, ''),
+        coalesce(p_client, ''), now());
+    UPDATE docsync_document SET latest_clock = v_clock, updated_at = now() WHERE id = d.id;
+    -- The record as it was before this sync's batch (clock: its latest_clock).
+    RETURN QUERY SELECT 'doc'::text, d.latest_clock, d.snapshot_format::text,
+        CASE WHEN v_send THEN (SELECT t.snapshot FROM docsync_document t WHERE t.id = d.id) END,
+        d.doc_type::text, d.snapshot_clock, d.owner_id::text, false, v_send, v_created;
+END
+$fn$
+"""
+
+WRITE_SQL = (
+    f"SELECT * FROM {FUNCTION}("
+    "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
+    "%s::text, %s::boolean, %s::text)"
+)
+
+# One statement, one snapshot, no lock: the record and the log tail agree.
+READ_SQL = """
+WITH d AS (
+    SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at, t.snapshot_format,
+           t.owner_id, t.snapshot_format <> '' AND (NOT %(has_doc)s::boolean
+                                                   OR t.snapshot_clock > %(clock)s::bigint) AS send
+      FROM docsync_document t WHERE t.doc_id = %(doc_id)s::text
+)
+SELECT 'doc'::text, d.latest_clock, d.snapshot_format::text,
+       CASE WHEN d.send THEN (SELECT t.snapshot FROM docsync_document t WHERE t.id = d.id) END,
+       d.doc_type::text, d.snapshot_clock, d.owner_id::text, d.deleted_at IS NOT NULL, d.send,
+       false
+  FROM d
+UNION ALL
+SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
+       NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean
+  FROM d JOIN docsync_operationbatch b ON b.document_id = d.id
+ WHERE b.clock > CASE WHEN d.send THEN d.snapshot_clock ELSE %(clock)s::bigint END
+"""
+
+
+class PostgresProvider(ORMProvider):
+    """``ORMProvider`` on PostgreSQL, each sync in one prepared statement.
+
+    Options: ``using``, the database alias (default ``"default"``), which
+    must be a PostgreSQL database (psycopg 3).
+    """
+
+    unlocked_reads = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._installed: set[str] = set()
+        self._install_lock = threading.Lock()
+        self._users: dict[str, str | None] = {}
+
+    # -- the one-statement sync -------------------------------------------
+
+    def sync_step(
+        self, req: Any, origin: Origin, *, expect_new: bool = False, owner: str | None = None
+    ) -> SyncStep | None:
+        has_doc = req.serialized_doc is not None
+        params: Any
+        if req.operations:
+            fmt, data = encode_operations(req.operations)
+            params = (
+                req.doc_id,
+                req.doc_type,
+                req.clock,
+                has_doc,
+                fmt,
+                data,
+                self._user_pk(origin.user_id),
+                origin.device_id,
+                origin.client_id,
+                expect_new,
+                owner,
+            )
+            rows = self._execute(WRITE_SQL, params, req.doc_id)
+        else:
+            params = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
+            rows = self._execute(READ_SQL, params, req.doc_id)
+        return self._step(rows, req, has_doc, owner)
+
+    def _step(
+        self, rows: list[tuple[Any, ...]], req: Any, has_doc: bool, owner: str | None
+    ) -> SyncStep | None:
+        header, batches = None, []
+        for kind, clock, fmt, data, *info in rows:
+            if kind == "batch":
+                batches.append(Batch(clock, decode_operations(fmt, data)))
+            elif kind == "fallback":
+                return None
+            else:
+                header = (kind, clock, fmt, data, *info)
+        if header is None:  # a pull of a missing document
+            if owner is not None:
+                return SyncStep(record=None, clock=0, refused=True)
+            return None if has_doc else SyncStep(record=None, clock=0)
+        kind, latest, fmt, data, doc_type, snapshot_clock, owner_id, deleted, send, created = header
+        record = None
+        if not created:
+            record = DocRecord(
+                doc_id=req.doc_id,
+                doc_type=doc_type,
+                serialized_doc=None,
+                clock=snapshot_clock,
+                latest_clock=latest,
+                deleted=bool(deleted),
+                owner_id=owner_id,
+                has_snapshot=bool(fmt),
+            )
+        if kind == "refused":
+            return SyncStep(record=record, clock=latest, refused=True)
+        if not req.operations:  # a pull: the function's refusals, checked here
+            if deleted or (doc_type and doc_type != req.doc_type) or owner not in (None, owner_id):
+                return SyncStep(record=record, clock=latest, refused=True)
+            if has_doc and not fmt:
+                return None  # the client's first snapshot is stored by the ORM path
+        batches.sort(key=lambda batch: batch.clock)  # UNION ALL keeps no order
+        snapshot = decode_snapshot(fmt, data) if send else None
+        clock = latest + 1 if req.operations else latest
+        return SyncStep(record=record, clock=clock, batches=batches, snapshot=snapshot)
+
+    # -- connections ----------------------------------------------------------
+
+    def _execute(self, sql: str, params: Any, doc_id: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        connection = connections[self.using]
+        try:
+            raw = self._raw_connection(connection)
+            with psycopg.Cursor(raw) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall()
+        except (psycopg.Error, DatabaseError) as exc:
+            # As on the ORM path: a lost database is an outage (logged once by
+            # docsync.outage), anything else a StorageError; a broken
+            # connection is replaced on the next request.
+            lost = connection_lost(exc)
+            if connection.connection is None or connection.connection.broken:
+                connection.close()
+            if lost:
+                raise StorageUnavailable() from exc
+            logger.exception("Database error on document %r", doc_id)
+            raise StorageError() from exc
+
+    def _raw_connection(self, connection: Any) -> Any:
+        if connection.vendor != "postgresql":
+            raise ImproperlyConfigured(
+                f"PostgresProvider needs a PostgreSQL database; {self.using!r} is "
+                f"{connection.vendor}. Use docsync.providers.orm.ORMProvider there."
+            )
+        connection.ensure_connection()
+        raw = connection.connection
+        name = connection.settings_dict["NAME"]
+        if name not in self._installed:
+            with self._install_lock:
+                if name not in self._installed:
+                    self._install(raw)
+                    self._installed.add(name)
+        return raw
+
+    def _install(self, raw: Any) -> None:
+        """Create the sync function (once per process and database)."""
+        model = get_user_model()
+        pk = model._meta.pk
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        sql = FUNCTION_SQL.format(
+            function=FUNCTION,
+            user_table=quote(model._meta.db_table),
+            user_pk=quote(pk.column),
+            user_pk_type=pk.rel_db_type(connection),  # type: ignore[attr-defined]
+        )
+        with raw.transaction():
+            # Two processes replacing a function at once would fail: take turns.
+            raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (FUNCTION,))
+            raw.execute(sql)
+
+    def _user_pk(self, user_id: str | None) -> str | None:
+        """``user_id`` as the user table's pk (text), ``None`` when malformed."""
+        if user_id is None:
+            return None
+        if user_id not in self._users:
+            try:
+                pk = get_user_model()._meta.pk.to_python(user_id)
+            except (ValidationError, TypeError, ValueError):
+                pk = None
+            if len(self._users) > 10_000:
+                self._users.clear()
+            self._users[user_id] = None if pk is None else str(pk)
+        return self._users[user_id]
+
+    def __repr__(self) -> str:
+        return f"PostgresProvider(using={self.using!r})"
