@@ -60,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
     # unanswered for PING_TIMEOUT. At most about twice this much is queued
     # per connection. A single larger frame (a big snapshot) still goes out.
     "MAX_UNREAD": 1_000_000,
+    # What a client's values may hold (docsync.payload): arrays and objects
+    # nested at most this deep (the frame's outer array is level 1), and a
+    # presence value of at most this many bytes as JSON.
+    "MAX_JSON_DEPTH": 128,
+    "MAX_PRESENCE": 16_384,
     # Threads (each with its own database connection) that run requests;
     # syncs of different documents run in parallel up to this many.
     "DATABASE_THREADS": 8,

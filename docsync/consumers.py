@@ -26,6 +26,7 @@ from . import protocol as p
 from .events import parse_doc_request, parse_presence, parse_sync
 from .exceptions import (
     DocsyncError,
+    InvalidValue,
     PermissionDenied,
     ProtocolError,
     StorageUnavailable,
@@ -83,8 +84,8 @@ class DocSyncConsumer(EngineIOConsumer):
 
     async def _on_packet(self, text: str) -> None:
         try:
-            packet = p.decode_packet(text)
-        except ProtocolError as exc:
+            packet = p.decode_packet(text, self.srv.max_json_depth)
+        except (ProtocolError, ValidationError) as exc:
             await self._malformed(text, exc)
             return
         if self.pending is not None:
@@ -118,8 +119,12 @@ class DocSyncConsumer(EngineIOConsumer):
             self.pending = None
             await self._handle(packet)
 
-    async def _malformed(self, text: str, exc: ProtocolError) -> None:
+    async def _malformed(self, text: str, exc: ProtocolError | ValidationError) -> None:
         logger.info("docsync: malformed packet from %s dropped: %s", getattr(self, "sid", "?"), exc)
+        if text[:1] == "0" and self.identity is None and isinstance(exc, InvalidValue):
+            # A CONNECT whose auth holds a refused value: refuse it as clearly.
+            await self._refuse_connect(None, f"Invalid handshake: {exc.message}")
+            return
         match = _ACK_ID.match(text)
         if match and self.identity is not None:
             await self._answer_error(int(match.group(1)), exc)
@@ -152,8 +157,7 @@ class DocSyncConsumer(EngineIOConsumer):
             self.request_end(exc.message, code=1013)
             return
         except DocsyncError as exc:
-            await self.send(p.encode_connect_error(exc.message))
-            await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
+            await self._refuse_connect(auth, exc.message)
             return
         self.user = identity.pop("user", None)
         self.identity = identity
@@ -167,6 +171,10 @@ class DocSyncConsumer(EngineIOConsumer):
         await self.srv.emit(
             "client_connect", self._event(context=identity.get("context")), user=self.user
         )
+
+    async def _refuse_connect(self, auth: Any, message: str) -> None:
+        await self.send(p.encode_connect_error(message))
+        await self.srv.emit("client_disconnect", _refused_event(auth, message))
 
     async def _leave_namespace(self, reason: str) -> None:
         if self.identity is None:
@@ -259,7 +267,7 @@ class DocSyncConsumer(EngineIOConsumer):
     async def on_sync(self, data: Any, ack_id: int | None) -> None:
         started = time.perf_counter()
         try:
-            req = parse_sync(data)
+            req = parse_sync(data, self.srv.max_json_depth)
         except ValidationError as exc:
             await self._sync_event(_raw_sync(data), started, error=exc)
             raise
@@ -374,7 +382,7 @@ class DocSyncConsumer(EngineIOConsumer):
         return remaining
 
     async def on_presence(self, data: Any, ack_id: int | None) -> None:
-        req = parse_presence(data)
+        req = parse_presence(data, self.srv.max_presence, self.srv.max_json_depth)
         if req.doc_id not in self.docs:
             raise PermissionDenied()
         await self.srv.check(

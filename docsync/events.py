@@ -7,12 +7,20 @@ the error alone.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ValidationError
+from .payload import DEFAULT_MAX_DEPTH, check_depth
 
+#: The longest docId, type, deviceId or clientId (the database columns').
 MAX_ID_LENGTH = 255
+
+#: The largest clock (JavaScript's Number.MAX_SAFE_INTEGER; the columns take 2**63).
+MAX_CLOCK = 2**53 - 1
+
+_json_size = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _describe(value: Any) -> str:
@@ -73,7 +81,11 @@ class SyncRequest:
         }
 
 
-def parse_sync(data: Any) -> SyncRequest:
+def parse_sync(data: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> SyncRequest:
+    """Validate a sync request; its operations nest at most ``max_depth`` in the frame.
+
+    The snapshot's depth is checked only if it is stored (``docsync.sync``).
+    """
     data = _payload(data, "sync")
     doc_type = _identifier(data, "type")
     doc_id = _identifier(data, "docId")
@@ -82,12 +94,15 @@ def parse_sync(data: Any) -> SyncRequest:
     operations = data["operations"]
     if not isinstance(operations, list):
         raise ValidationError(f"operations must be an array, got {_describe(operations)}.")
+    check_depth(operations, max_depth, ("operations",), level=3)
     clock = data.get("clock", 0)
     if isinstance(clock, bool) or not isinstance(clock, int) or clock < 0:
         if isinstance(clock, float) and clock.is_integer() and clock >= 0:
             clock = int(clock)
         else:
-            raise ValidationError(f"clock must be a non-negative integer, got {clock!r}.")
+            raise ValidationError(f"clock must be a non-negative integer, got {clock!r:.40}.")
+    if clock > MAX_CLOCK:
+        raise ValidationError(f"clock must be at most {MAX_CLOCK}, got {str(clock)[:40]}.")
     return SyncRequest(doc_type, doc_id, operations, data.get("serializedDoc"), clock)
 
 
@@ -99,12 +114,27 @@ class PresenceRequest:
     presence: Any
 
 
-def parse_presence(data: Any) -> PresenceRequest:
+def parse_presence(
+    data: Any, max_size: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH
+) -> PresenceRequest:
+    """Validate a presence request: its value at most ``max_size`` bytes as JSON
+    and ``max_depth`` deep in the frame (strings and numbers were checked as the
+    frame was decoded, ``docsync.payload``).
+    """
     data = _payload(data, "presence")
     doc_id = _identifier(data, "docId")
     if "presence" not in data:
         raise ValidationError("presence is required (any JSON value, or null to clear it).")
-    return PresenceRequest(doc_id, data["presence"])
+    presence = data["presence"]
+    check_depth(presence, max_depth, ("presence",), level=3)
+    if max_size is not None and presence is not None:
+        size = len(_json_size(presence).encode("utf-8", "surrogatepass"))
+        if size > max_size:
+            raise ValidationError(
+                f"presence is too large ({size} bytes as JSON, at most {max_size}: "
+                "MAX_PRESENCE); send a cursor or a selection, not a document."
+            )
+    return PresenceRequest(doc_id, presence)
 
 
 @dataclass(frozen=True, slots=True)

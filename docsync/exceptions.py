@@ -8,6 +8,8 @@ so that no per-request handler swallows them.
 
 from __future__ import annotations
 
+import json
+
 
 class DocsyncError(Exception):
     """Base class of every error a client may be told about."""
@@ -39,6 +41,42 @@ class ValidationError(DocsyncError):
 
     wire_type = "ValidationError"
     default_message = "Invalid request."
+
+
+class InvalidValue(ValidationError):
+    """A value holds what no document may hold (``docsync.payload``).
+
+    ``path`` is where, as keys and indexes from the value's top; ``problem``
+    says what is wrong. The message names the field as JavaScript writes it:
+    ``operations[0].text contains a lone surrogate (\\ud800) ...``.
+    """
+
+    def __init__(self, path: tuple | list, problem: str) -> None:
+        self.path = tuple(path)
+        self.problem = problem
+        super().__init__(f"{field_name(self.path)} {problem}.")
+
+    def relative_to(self, prefix: tuple | list) -> InvalidValue:
+        """The same error, with ``path`` relative to ``prefix`` (when it starts with it)."""
+        prefix = tuple(prefix)
+        if self.path[: len(prefix)] != prefix:
+            return self
+        return InvalidValue(self.path[len(prefix) :], self.problem)
+
+
+def field_name(path: tuple | list) -> str:
+    """``("operations", 0, "x")`` -> ``operations[0].x``; ``()`` -> ``The value``."""
+    name, shown = "", path if len(path) <= 8 else path[:6]
+    for part in shown:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part.isidentifier():
+            name += f".{part}" if name else part
+        else:
+            name += "[" + json.dumps(part) + "]"
+    if shown is not path:
+        name += f"…({len(path) - 6} levels more)"
+    return name or "The value"
 
 
 class DocumentDeleted(ValidationError):

@@ -6,6 +6,7 @@ import logging
 from http.cookies import SimpleCookie
 from typing import Any
 
+from .events import MAX_ID_LENGTH
 from .exceptions import AuthenticationFailed, DocsyncError, StorageUnavailable
 from .outage import StorageOutage
 from .server import DocSyncServer, Event, _call_sync_or_async
@@ -24,10 +25,14 @@ def _check_payload(auth: Any) -> dict[str, Any]:
     claimed = auth.get("claimedUserId")
     if claimed is not None and not isinstance(claimed, str):
         raise AuthenticationFailed("Authentication failed: invalid claimed user ID")
-    for key, message in (("deviceId", "Device ID required"), ("clientId", "Client ID required")):
+    for key, label in (("deviceId", "Device ID"), ("clientId", "Client ID")):
         value = auth.get(key)
         if not isinstance(value, str) or not value:
-            raise AuthenticationFailed(message)
+            raise AuthenticationFailed(f"{label} required")
+        if len(value) > MAX_ID_LENGTH:
+            raise AuthenticationFailed(
+                f"{label} too long ({len(value)} characters, at most {MAX_ID_LENGTH})"
+            )
     return auth
 
 

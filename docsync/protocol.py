@@ -11,19 +11,24 @@ would only add work.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from socketio import packet as sio
 
-from .exceptions import ProtocolError
+from . import payload
+from .exceptions import InvalidValue, ProtocolError
 
 # Engine.IO packet types (one character at the start of a text frame).
 EIO_OPEN, EIO_CLOSE, EIO_PING, EIO_PONG, EIO_MESSAGE = "0", "1", "2", "3", "4"
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: The most binary attachments one packet may carry: socket.io-client (its
 #: parser since socket.io-parser 4.2.5) refuses a packet with more as a
@@ -31,6 +36,60 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 MAX_ATTACHMENTS = 10
 
 BINARY_TYPES = (bytes, bytearray, memoryview)
+
+
+def _dumps(obj: Any) -> str:
+    """JSON as JavaScript writes it; never text a WebSocket cannot carry.
+
+    Validation keeps lone surrogates and deep nesting out of documents, but
+    one stored before (or by other code) must still reach its readers: a
+    lone surrogate is written as its ``\\udXXX`` escape (which UTF-8 can
+    carry and JavaScript reads back as the same string), and a value too deep
+    for the C encoder is written without recursion.
+    """
+    try:
+        text = _encode(obj)
+    except RecursionError:
+        return _encode_deep(obj)
+    if not text.isascii() and _SURROGATE.search(text) is not None:
+        return _encode_ascii(obj)
+    return text
+
+
+def _encode_deep(obj: Any) -> str:
+    """Encode ``obj`` like ``_encode_ascii``, without recursion (any depth)."""
+    out: list[str] = []
+    stack: list[Any] = [obj]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Raw:
+            out.append(item.text)
+        elif isinstance(item, list | tuple):
+            out.append("[")
+            stack.append(_Raw("]"))
+            for i in range(len(item) - 1, -1, -1):
+                stack.append(item[i])
+                if i:
+                    stack.append(_Raw(","))
+        elif isinstance(item, dict):
+            out.append("{")
+            stack.append(_Raw("}"))
+            items = list(item.items())
+            for i in range(len(items) - 1, -1, -1):
+                key, child = items[i]
+                stack += [child, _Raw(_encode_ascii(str(key)) + ":")]
+                if i:
+                    stack.append(_Raw(","))
+        else:
+            out.append(_encode_ascii(item))
+    return "".join(out)
+
+
+class _Raw:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 class _Json:
@@ -43,25 +102,33 @@ class _Json:
     loads = staticmethod(json.loads)
 
 
+def _containers(data: Any):
+    """Every value in ``data``, without recursion (deep values must not break sends)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+
+
 def _is_binary(data: Any) -> bool:
     if isinstance(data, BINARY_TYPES):
         return True
-    if isinstance(data, list):
-        return any(_is_binary(item) for item in data)
-    if isinstance(data, dict):
-        return any(_is_binary(item) for item in data.values())
-    return False
+    if not isinstance(data, list | dict):
+        return False
+    return any(isinstance(item, BINARY_TYPES) for item in _containers(data))
 
 
 def count_attachments(data: Any) -> int:
     """How many binary attachments ``data`` makes when sent."""
     if isinstance(data, BINARY_TYPES):
         return 1
-    if isinstance(data, list):
-        return sum(count_attachments(item) for item in data)
-    if isinstance(data, dict):
-        return sum(count_attachments(item) for item in data.values())
-    return 0
+    if not isinstance(data, list | dict):
+        return 0
+    return sum(isinstance(item, BINARY_TYPES) for item in _containers(data))
 
 
 class Packet(sio.Packet):
@@ -147,15 +214,35 @@ def encode_connect_error(message: str, namespace: str | None = None) -> str:
     )
 
 
-def decode_packet(text: str) -> Packet:
+@lru_cache(maxsize=8)
+def _client_packet(max_depth: int) -> type[Packet]:
+    """A Packet class whose JSON decoding refuses what ``docsync.payload`` lists."""
+
+    class ClientJson(_Json):
+        @staticmethod
+        def loads(text: str) -> Any:
+            return payload.loads(text, max_depth)
+
+    return type("ClientPacket", (Packet,), {"json": ClientJson})
+
+
+def decode_packet(text: str, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Packet:
     """Parse the Socket.IO part of an Engine.IO MESSAGE (after the ``4``).
 
-    Raises ``ProtocolError`` for anything that is not a Socket.IO v5 packet.
+    Raises ``ProtocolError`` for anything that is not a Socket.IO v5 packet,
+    and ``InvalidValue`` for JSON holding what no document may hold
+    (``docsync.payload``), its path relative to an event's argument.
     """
     if not text or text[0] not in "0123456":
         raise ProtocolError(f"Unknown Socket.IO packet type {text[:1]!r}")
     try:
-        return Packet(encoded_packet=text)
+        return _client_packet(max_depth)(encoded_packet=text)
+    except InvalidValue as exc:
+        if text[0] in "25" and exc.path[:1] == (1,):  # ["name", argument]
+            raise exc.relative_to((1,)) from None
+        if text[0] in "25" and exc.path[:1] == (0,):
+            raise ProtocolError(f"The event name {exc.problem}.") from None
+        raise
     except (ValueError, TypeError) as exc:
         raise ProtocolError(f"Malformed Socket.IO packet: {exc}") from exc
 

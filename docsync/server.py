@@ -183,6 +183,8 @@ class DocSyncServer:
         max_payload: int | None = None,
         connect_timeout: int | None = None,
         max_unread: int | None = None,
+        max_json_depth: int | None = None,
+        max_presence: int | None = None,
     ) -> None:
         from .conf import docsync_settings as s
 
@@ -201,6 +203,8 @@ class DocSyncServer:
         self.max_payload = max_payload or s.MAX_PAYLOAD
         self.connect_timeout = connect_timeout or s.CONNECT_TIMEOUT
         self.max_unread = max_unread or s.MAX_UNREAD
+        self.max_json_depth = max_json_depth or s.MAX_JSON_DEPTH
+        self.max_presence = max_presence or s.MAX_PRESENCE
         self._listeners: dict[str, list[Callable]] = {name: [] for name in EVENTS}
         self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
         self._doc_locks: dict[str, list] = {}
@@ -383,7 +387,13 @@ class DocSyncServer:
             new_grant = event.get("grant")
         try:
             outcome = sync_document(
-                self.provider, req, origin, self.bindings, expect_new=expect_new, owner=owner
+                self.provider,
+                req,
+                origin,
+                self.bindings,
+                expect_new=expect_new,
+                owner=owner,
+                max_depth=self.max_json_depth,
             )
         except OwnerChanged:
             outcome, new_grant = self._sync_hop(req, identity, origin, authorized, None)

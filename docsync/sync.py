@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .bindings.base import BindingRegistry
+from .bindings.base import BaseBinding, BindingRegistry
 from .events import SyncRequest
-from .exceptions import DocumentDeleted, StorageError, ValidationError
+from .exceptions import DocumentDeleted, InvalidValue, StorageError, ValidationError
+from .payload import DEFAULT_MAX_DEPTH, check_depth
 from .protocol import MAX_ATTACHMENTS, count_attachments
 from .providers.base import BaseProvider, DocRecord, Mode, Origin, SyncStep
 
@@ -47,6 +48,7 @@ def sync_document(
     *,
     expect_new: bool = False,
     owner: str | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> SyncOutcome:
     """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
 
@@ -57,6 +59,8 @@ def sync_document(
     :class:`OwnerChanged` before writing anything unless the document exists
     and is owned by ``owner``.
     """
+    binding = (bindings or configured_bindings()).get(req.doc_type)
+    validate_operations(binding, req)
     step = provider.sync_step(req, origin, expect_new=expect_new, owner=owner)
     if step is not None:
         return _outcome_of_step(step, req, bindings, expect_new, owner)
@@ -67,6 +71,7 @@ def sync_document(
         check_record(record, req, expect_new, owner)
         has_snapshot = record is not None and record.has_snapshot
         if not has_snapshot and req.serialized_doc is not None:
+            validate_snapshot(binding, req, max_depth)
             tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
             record = tx.get_serialized_doc(with_snapshot=False)
             has_snapshot = False  # the client already has what we just stored
@@ -134,6 +139,38 @@ def _outcome_of_step(
     operations = fit_attachments(operations, step.snapshot, req.doc_type, bindings)
     snapshot_clock = step.record.clock if step.record is not None else 0
     return SyncOutcome(operations, step.snapshot, step.clock, max(step.clock - snapshot_clock, 0))
+
+
+def validate_operations(binding: BaseBinding | None, req: SyncRequest) -> None:
+    """Refuse operations values the document's binding could never apply.
+
+    Before anything is stored: a squash must be able to fold every batch of
+    the log. Raises ``InvalidValue`` naming the value (``operations[2]``).
+    """
+    if binding is None:
+        return
+    for index, value in enumerate(req.operations):
+        try:
+            binding.validate_operations(value)
+        except ValueError as exc:
+            raise InvalidValue(
+                ("operations", index), f"cannot be applied to a {req.doc_type!r} document: {exc}"
+            ) from None
+
+
+def validate_snapshot(
+    binding: BaseBinding | None, req: SyncRequest, max_depth: int = DEFAULT_MAX_DEPTH
+) -> None:
+    """Refuse a first snapshot nested too deeply, or that the binding could not load."""
+    check_depth(req.serialized_doc, max_depth, ("serializedDoc",), level=3)
+    if binding is None:
+        return
+    try:
+        binding.validate_snapshot(req.serialized_doc)
+    except ValueError as exc:
+        raise InvalidValue(
+            ("serializedDoc",), f"is not a snapshot of a {req.doc_type!r} document: {exc}"
+        ) from None
 
 
 def fit_attachments(

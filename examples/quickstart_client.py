@@ -19,7 +19,9 @@ async def main(token: str, url: str = "http://127.0.0.1:8000") -> None:
     request = {
         "type": "doc",
         "docId": DOC,
-        "operations": [{"hello": "world"}],
+        # One DocNode batch: [ordered operations, state patch]. It inserts the
+        # paragraph "p1" at the start of the document and sets its text.
+        "operations": [[[[0, [["p1", "p"]], 0, 0, 0]], {"p1": {"text": '"Hello, world"'}}]],
         "serializedDoc": None,
         "clock": 0,
     }

@@ -32,6 +32,7 @@ DOCSYNC = {
     "CONNECT_TIMEOUT": int(os.environ.get("E2E_CONNECT_TIMEOUT", "45000")),
     "SQUASH_THRESHOLD": int(os.environ.get("E2E_SQUASH_THRESHOLD", "100")),
     "MAX_UNREAD": int(os.environ.get("E2E_MAX_UNREAD", "1000000")),
+    "MAX_PRESENCE": int(os.environ.get("E2E_MAX_PRESENCE", "16384")),
 }
 if os.environ.get("E2E_BINDINGS"):
     import json

@@ -28,6 +28,11 @@ def test_quickstart_client_against_example_project(tmp_path):
         assert run.returncode == 0, run.stderr
         assert "identity: {'userId': '1'}" in run.stdout
         assert "'clock': 1" in run.stdout
+        # What it stored is a batch the "doc" binding applies: the squash folds it.
+        squashed = manage(
+            "docsync_squash", "01k00000000000000000000001", env=env, settings=settings
+        )
+        assert "Squashed 1 document(s), folding 1 batch(es)" in squashed
         bad = subprocess.run(
             [sys.executable, "examples/quickstart_client.py", "not-a-token", server.url],
             cwd=ROOT,
@@ -52,7 +57,7 @@ async def test_two_users_collaborate_on_the_example_project(tmp_path):
         for name in ("alice", "bob")
     }
     server = LiveServer(env=env, app="docsync_project.asgi:application", settings=settings).start()
-    doc = "01kquickstart0000000000000"
+    doc = "01kqv1ckstart0000000000000"
     snapshot = [doc, "doc", {}]
     alice = await Client(server.url, "alice", token=tokens["alice"]).connect()
     bob = await Client(server.url, "bob", token=tokens["bob"]).connect()
@@ -71,7 +76,8 @@ async def test_two_users_collaborate_on_the_example_project(tmp_path):
         }
         assert await alice.wait_for("collaboration", lambda d: d["hasCollaborators"])
         assert await bob.wait_for("collaboration", lambda d: d["hasCollaborators"])
-        await bob.sync(doc, operations=[["bob-op"]], snapshot=snapshot, clock=1)
+        bob_op = [[[0, [["bob.1", "p"]], 0, "alice.1", 0]], {}]
+        await bob.sync(doc, operations=[bob_op], snapshot=snapshot, clock=1)
         assert await alice.wait_for("dirty") == {"docId": doc}
         await alice.call("presence", {"docId": doc, "presence": {"cursor": 1}})
         assert await bob.wait_for("presence") == {

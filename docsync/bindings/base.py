@@ -42,6 +42,22 @@ class BaseBinding:
         """
         raise NotImplementedError(".apply_operations() must be implemented.")
 
+    def validate_operations(self, operations: Any) -> None:
+        """Check one operations value a client sent, before anything is stored.
+
+        Raise ``ValueError`` saying what is wrong when ``apply_operations``
+        could never apply it: the sync is refused with a ``ValidationError``
+        naming the value, so the log never holds what a squash cannot fold.
+        It runs on every sync: check the shape, cheaply. Accepts all by default.
+        """
+
+    def validate_snapshot(self, serialized_doc: Any) -> None:
+        """Check a snapshot a client creates a document with, before it is stored.
+
+        Raise ``ValueError`` when ``deserialize`` could not load it. Accepts
+        all by default.
+        """
+
     def render(self, serialized_doc: Any) -> str:
         """Return a human-readable rendering of a snapshot (for the admin)."""
         if isinstance(serialized_doc, (bytes, bytearray, memoryview)):

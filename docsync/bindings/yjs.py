@@ -89,6 +89,25 @@ class YjsBinding(BaseBinding):
     def apply_operations(self, doc: Any, operations: Any) -> None:
         self.apply(doc, "The operations", as_update(operations, "The operations"))
 
+    def validate_operations(self, operations: Any) -> None:
+        """Refuse a value that is not bytes pycrdt can decode as a Yjs update."""
+        self.decode(as_update(operations, "An operations value"), "The operations value")
+
+    def validate_snapshot(self, serialized_doc: Any) -> None:
+        """Refuse a snapshot that is not bytes pycrdt can decode as a Yjs update."""
+        self.decode(as_update(serialized_doc, "The snapshot"), "The snapshot")
+
+    def decode(self, update: bytes, what: str) -> None:
+        """Raise ValueError unless pycrdt decodes ``update`` (without applying it)."""
+        try:
+            self.pycrdt.get_state(update)
+        except Exception as exc:
+            raise ValueError(f"{what} is not a valid Yjs update ({exc}).") from exc
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # a Rust panic in pycrdt
+                raise
+            raise ValueError(f"{what} is not a valid Yjs update ({exc}).") from exc
+
     def squash(
         self,
         serialized_doc: Any,

@@ -190,6 +190,8 @@ class BaseProvider:
         returns ``None`` for any case it leaves to :meth:`transaction`
         (before writing anything). With ``owner``, a sync of a document that
         does not exist or whose ``owner_id`` is not ``owner`` is refused.
+        A first snapshot is always left to :meth:`transaction` (return
+        ``None``): that is where the binding checks it before it is stored.
         The default always returns ``None``.
         """
         return None

@@ -13,6 +13,7 @@ from .apply import apply_operations
 from .jsformat import js_dumps_strings, js_keys
 from .model import DocNodeDoc, Node, dump_doc, load_doc
 from .schema import build_schema, options_from_description
+from .validate import parse_operations
 
 # The library's default id scheme only accepts a lowercase ULID as doc id.
 _LOWERCASE_ULID = re.compile(r"[0-7][0-9abcdefghjkmnp-tv-z]{25}")
@@ -135,6 +136,14 @@ class DocNodeBinding(BaseBinding):
         """
         self._check_doc(doc)
         apply_operations(doc, operations)
+
+    def validate_operations(self, operations: Any) -> None:
+        """Refuse a value not shaped like ``[ordered operations, state patch]``."""
+        parse_operations(operations)
+
+    def validate_snapshot(self, serialized_doc: Any) -> None:
+        """Refuse a snapshot ``deserialize`` cannot load."""
+        self.deserialize(serialized_doc)
 
     def render(self, serialized_doc: Any) -> str:
         """Return an indented tree: one line per node, with its non-default state."""
