@@ -342,3 +342,41 @@ def test_a_client_that_missed_many_updates_catches_up(node, live):
     state = same_everywhere(node, "A", "B")
     assert state["content"].startswith("b11 b10 ")
     assert node("content", name="A")["syncs"][-1]["operations"] == 1
+
+
+@pytest.mark.parametrize("threshold", [2])
+def test_a_squash_keeps_text_split_inside_a_surrogate_pair(node, live):
+    """Issue 9 point 10: A types ``a😀b``, B deletes the emoji's second UTF-16
+    unit (a legal Y.Text index), A inserts ``c`` at 3. Yjs holds ``a\\ufffdbc``
+    on both; after the server squashes, a late joiner must hold the same (a
+    round trip through a pycrdt Doc gave ``a\\ufffdc``)."""
+    doc_id = f"yjs-{uuid.uuid4().hex[:12]}"
+    node("connect", name="A", user="alice", docId=doc_id, type="canvas")
+    node("connect", name="B", user="bob", docId=doc_id, type="canvas")
+    node("edit", name="A", text=[["insert", 0, "a😀b"]])
+    node("sync", names=["A"])
+    node("sync", names=["B"])
+    node("edit", name="B", text=[["delete", 2, 1]])
+    node("sync", names=["B"])
+    node("sync", names=["A"])
+    node("edit", name="A", text=[["insert", 3, "c"]])
+    node("sync", names=["A"])
+    node("settle")
+    node("sync", names=["A", "B"])
+    merged = same_everywhere(node, "A", "B")["content"]
+    assert merged == "a\ufffdbc"
+
+    # Past the threshold the server squashes; a late joiner then gets a snapshot only.
+    deadline = time.monotonic() + 10
+    for attempt in range(100):
+        late = f"late-{attempt}"
+        node("connect", name=late, user="carol", docId=doc_id, type="canvas", sendSnapshot=False)
+        node("sync", names=[late])
+        state = node("content", name=late)
+        node("close", name=late)
+        if state["syncs"][0]["operations"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert state["syncs"][0]["operations"] == 0, ("no squash", state, live.output()[-2000:])
+    assert state["syncs"][0]["snapshotBytes"] > 0
+    assert state["content"] == merged

@@ -9,7 +9,9 @@ dropping them would lose a client's edits, so the binding remembers what each
 live document received and ``serialize()`` merges in what is still waiting.
 ``pycrdt.merge_updates`` is not used for everything: it is slower, and the
 updates it produces are slow for pycrdt to load (each small insert stays a
-separate struct).
+separate struct). It is used where a ``Doc`` would change the document:
+when an update splits a string between the halves of a surrogate pair,
+which Yjs allows and yrs does differently (``docsync.bindings.yjs_update``).
 
 pycrdt is optional (``pip install docsync[yjs]``); it is imported when a
 binding is made, so importing this module never needs it.
@@ -25,6 +27,7 @@ from weakref import WeakKeyDictionary
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import BaseBinding
+from .yjs_update import splits_surrogate_pair
 
 #: Root types accepted by the ``roots`` option, and the pycrdt class of each.
 ROOT_TYPES = {
@@ -119,7 +122,14 @@ class YjsBinding(BaseBinding):
         """Fold ``operations`` into ``serialized_doc``; errors say which value is bad."""
         updates = [] if serialized_doc is None else [("The snapshot", serialized_doc)]
         updates += [(f"Operations value {i}", v) for i, v in enumerate(operations)]
-        return self.serialize(self.load(updates))
+        checked = [(what, as_update(value, what)) for what, value in updates]
+        if splits_surrogate_pair([update for _, update in checked]):
+            # A pycrdt Doc would split that pair differently from Yjs and
+            # change the text: merge the updates as they are (exact, slower).
+            for what, update in checked:
+                self.decode(update, what)
+            return self.merge([update for _, update in checked])
+        return self.serialize(self.load(checked))
 
     def merge_operations(self, operations: list[Any]) -> list[Any]:
         """Return ``operations`` as one update, for a response that must be short.
