@@ -152,6 +152,8 @@ RULES: dict[str, Rule] = {
     "MAX_PAYLOAD": whole(1, "bytes"),
     "CONNECT_TIMEOUT": whole(1, "milliseconds"),
     "MAX_UNREAD": whole(1, "bytes"),
+    "MAX_JSON_DEPTH": whole(3, "levels of nesting"),
+    "MAX_PRESENCE": whole(1, "bytes"),
     "DATABASE_THREADS": whole(1, "threads"),
     "SQUASH_THRESHOLD": whole(0, "batches; 0 never squashes"),
     "ERROR_BURST": whole(0, "errors"),

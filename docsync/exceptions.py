@@ -9,6 +9,8 @@ so that no per-request handler swallows them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 
 class DocsyncError(Exception):
@@ -51,20 +53,20 @@ class InvalidValue(ValidationError):
     ``operations[0].text contains a lone surrogate (\\ud800) ...``.
     """
 
-    def __init__(self, path: tuple | list, problem: str) -> None:
+    def __init__(self, path: Sequence[Any], problem: str) -> None:
         self.path = tuple(path)
         self.problem = problem
         super().__init__(f"{field_name(self.path)} {problem}.")
 
-    def relative_to(self, prefix: tuple | list) -> InvalidValue:
+    def relative_to(self, prefix: Sequence[Any]) -> InvalidValue:
         """The same error, with ``path`` relative to ``prefix`` (when it starts with it)."""
-        prefix = tuple(prefix)
-        if self.path[: len(prefix)] != prefix:
+        start = tuple(prefix)
+        if self.path[: len(start)] != start:
             return self
-        return InvalidValue(self.path[len(prefix) :], self.problem)
+        return InvalidValue(self.path[len(start) :], self.problem)
 
 
-def field_name(path: tuple | list) -> str:
+def field_name(path: Sequence[Any]) -> str:
     """``("operations", 0, "x")`` -> ``operations[0].x``; ``()`` -> ``The value``."""
     name, shown = "", path if len(path) <= 8 else path[:6]
     for part in shown:

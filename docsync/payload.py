@@ -33,6 +33,9 @@ from typing import Any
 
 from .exceptions import InvalidValue
 
+#: Where a value is, as keys and indexes from the top of what was decoded.
+Path = tuple[Any, ...]
+
 #: Default of ``DOCSYNC["MAX_JSON_DEPTH"]``.
 DEFAULT_MAX_DEPTH = 128
 
@@ -120,7 +123,7 @@ def _too_deep(max_depth: int) -> str:
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
 
 
-def _deep_path(text: str, max_depth: int) -> tuple:
+def _deep_path(text: str, max_depth: int) -> Path:
     """Where ``text`` first nests deeper than ``max_depth`` (for text too deep to decode).
 
     Scans the tokens that matter (strings, brackets, commas) without recursion.
@@ -158,7 +161,7 @@ def check(value: Any, max_depth: int | None = None) -> None:
     """Raise ``InvalidValue`` if ``value`` holds a refused string or number, or
     (with ``max_depth``) nests deeper. Iterative: a value of any depth is walked.
     """
-    stack: list[tuple[Any, int, tuple]] = [(value, 1, ())]
+    stack: list[tuple[Any, int, Path]] = [(value, 1, ())]
     while stack:
         item, depth, path = stack.pop()
         if isinstance(item, str):
@@ -177,7 +180,7 @@ def check(value: Any, max_depth: int | None = None) -> None:
 
 
 def check_depth(
-    value: Any, max_depth: int = DEFAULT_MAX_DEPTH, path: tuple = (), level: int = 1
+    value: Any, max_depth: int = DEFAULT_MAX_DEPTH, path: Path = (), level: int = 1
 ) -> None:
     """Raise ``InvalidValue`` (naming the field) if ``value``, found at ``path``
     and nesting ``level`` of its frame, nests deeper than ``max_depth``.
@@ -203,7 +206,7 @@ def check_depth(
         depth += 1
 
 
-def _check_string(text: Any, path: tuple, key: Any = None) -> None:
+def _check_string(text: Any, path: Path, key: Any = None) -> None:
     """Refuse a lone surrogate or NUL in ``text`` (the value at ``path``, or its key)."""
     if not isinstance(text, str) or (text.isascii() and "\x00" not in text):
         return
@@ -219,5 +222,5 @@ def _check_string(text: Any, path: tuple, key: Any = None) -> None:
     )
 
 
-def _invalid(path: tuple, problem: str) -> InvalidValue:
+def _invalid(path: Path, problem: str) -> InvalidValue:
     return InvalidValue(path, problem)

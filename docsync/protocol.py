@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -102,7 +103,7 @@ class _Json:
     loads = staticmethod(json.loads)
 
 
-def _containers(data: Any):
+def _containers(data: Any) -> Iterator[Any]:
     """Every value in ``data``, without recursion (deep values must not break sends)."""
     stack = [data]
     while stack:
@@ -220,7 +221,8 @@ def _client_packet(max_depth: int) -> type[Packet]:
 
     class ClientJson(_Json):
         @staticmethod
-        def loads(text: str) -> Any:
+        def loads(s: str | bytes | bytearray, **kwargs: Any) -> Any:
+            text = s if isinstance(s, str) else bytes(s).decode()
             return payload.loads(text, max_depth)
 
     return type("ClientPacket", (Packet,), {"json": ClientJson})
