@@ -13,6 +13,7 @@ from typing import Any
 
 from .exceptions import ValidationError
 from .payload import DEFAULT_MAX_DEPTH, check_depth
+from .protocol import count_attachments
 
 #: The longest docId, type, deviceId or clientId (the database columns').
 MAX_ID_LENGTH = 255
@@ -126,6 +127,8 @@ def parse_presence(
     if "presence" not in data:
         raise ValidationError("presence is required (any JSON value, or null to clear it).")
     presence = data["presence"]
+    if count_attachments(presence):
+        raise ValidationError("presence must be a JSON value, without binary data.")
     check_depth(presence, max_depth, ("presence",), level=3)
     if max_size is not None and presence is not None:
         size = len(_json_size(presence).encode("utf-8", "surrogatepass"))

@@ -155,6 +155,11 @@ def test_presence_size_is_bounded():
     assert parse_presence({"docId": "d", "presence": None}, 1).presence is None
 
 
+def test_presence_holds_no_binary_data():
+    with pytest.raises(ValidationError, match="presence must be a JSON value, without binary"):
+        parse_presence({"docId": "d", "presence": {"cursor": b"\x00"}})
+
+
 def test_clock_is_bounded():
     base = {"type": "doc", "docId": "d", "operations": []}
     assert parse_sync({**base, "clock": MAX_CLOCK}).clock == MAX_CLOCK
