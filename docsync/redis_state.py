@@ -31,9 +31,18 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .state import BaseState, Member, has_collaborators
+
+T = TypeVar("T")
+
+
+def _text(raw: bytes | str) -> str:
+    """A Redis reply (bytes without ``decode_responses``) as text."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +57,7 @@ def _redis_url_from_settings() -> str:
         if isinstance(host, str):
             return host
         if isinstance(host, dict) and "address" in host:
-            return host["address"]
+            return str(host["address"])
         if isinstance(host, (tuple, list)):
             return f"redis://{host[0]}:{host[1]}/0"
     return getattr(settings, "REDIS_URL", None) or "redis://127.0.0.1:6379/0"
@@ -82,7 +91,7 @@ class RedisState(BaseState):
         )
         self._members: dict[str, dict[str, Member]] = {}
         self._presence: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._healthy = True
         self._needs_restore = False
 
@@ -123,7 +132,7 @@ class RedisState(BaseState):
             )
         self._healthy = True
 
-    async def _run(self, coro_factory, fallback):
+    async def _run(self, coro_factory: Callable[[], Awaitable[T]], fallback: Callable[[], T]) -> T:
         if not self._healthy and self._needs_restore:
             return fallback()
         try:
@@ -146,7 +155,7 @@ class RedisState(BaseState):
         await self.start()
         self._members.setdefault(doc_id, {})[member.channel] = member
 
-        async def write():
+        async def write() -> list[Member]:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hset(self._k("m", doc_id), member.channel, self._encode(member))
             pipe.sadd(self._k("pd", self.process), doc_id)
@@ -168,7 +177,7 @@ class RedisState(BaseState):
         if not presence:
             self._presence.pop(doc_id, None)
 
-        async def write():
+        async def write() -> list[Member]:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hdel(self._k("m", doc_id), member.channel)
             pipe.hdel(self._k("p", doc_id), member.client_id)
@@ -181,7 +190,7 @@ class RedisState(BaseState):
         return await self._run(write, lambda: self._local_members(doc_id))
 
     async def members(self, doc_id: str) -> list[Member]:
-        async def read():
+        async def read() -> list[Member]:
             members = await self.redis.hgetall(self._k("m", doc_id))
             return [self._decode(c, raw)[0] for c, raw in members.items()]
 
@@ -198,9 +207,9 @@ class RedisState(BaseState):
             await self._run(lambda: self.redis.hset(key, client_id, encoded), lambda: None)
 
     async def get_presence(self, doc_id: str) -> dict[str, Any]:
-        async def read():
+        async def read() -> dict[str, Any]:
             raw = await self.redis.hgetall(self._k("p", doc_id))
-            return {k.decode(): json.loads(v) for k, v in raw.items()}
+            return {_text(k): json.loads(v) for k, v in raw.items()}
 
         return await self._run(read, lambda: dict(self._presence.get(doc_id, {})))
 
@@ -259,7 +268,7 @@ class RedisState(BaseState):
     async def _reap_dead(self) -> None:
         procs = await self.redis.smembers(self._k("procs"))
         for raw in procs:
-            process = raw.decode()
+            process = _text(raw)
             if process == self.process:
                 continue
             if await self.redis.exists(self._k("alive", process)):
@@ -274,9 +283,10 @@ class RedisState(BaseState):
     async def _reap(self, process: str, notify: bool) -> None:
         doc_ids = await self.redis.smembers(self._k("pd", process))
         for raw_doc in doc_ids:
-            doc_id = raw_doc.decode()
+            doc_id = _text(raw_doc)
             members = await self.redis.hgetall(self._k("m", doc_id))
-            gone, remaining = [], []
+            gone: list[Member] = []
+            remaining: list[Member] = []
             for channel, raw in members.items():
                 member, owner = self._decode(channel, raw)
                 (gone if owner == process else remaining).append(member)
@@ -300,6 +310,8 @@ class RedisState(BaseState):
         from .consumers import doc_group
 
         layer = get_channel_layer()
+        if layer is None:
+            return
         group = doc_group(doc_id)
         for client_id in gone_clients:
             await layer.group_send(

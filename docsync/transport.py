@@ -34,7 +34,8 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -44,6 +45,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import protocol as p
 from .fanout import FanOutMixin
 from .server import DocSyncServer, get_default_server
+
+if TYPE_CHECKING:
+    from asgiref.typing import WebSocketDisconnectEvent
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if server is not None:
             self.server = server
         self.closing = False
-        self.cleanup: asyncio.Future | None = None
+        self.cleanup: asyncio.Future[Any] | None = None
         self._busy = False  # a handler is running
         self._end_reason: tuple[str, int] | None = None
         self._ended = asyncio.Event()  # on_end has run
@@ -75,7 +79,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._pings: list[int] = []  # _sent right after each unanswered ping
         self._held: deque[tuple[dict[str, Any], int]] | None = None  # waiting for a pong
         self._held_bytes = 0
-        self._writer: asyncio.Task | None = None  # the task inside base_send
+        self._writer: asyncio.Task[Any] | None = None  # the task inside base_send
         self._abandoned = False
 
     # -- Channels plumbing ---------------------------------------------------
@@ -106,7 +110,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.srv = self.server or get_default_server()
         self.init_session()
         self.pong = asyncio.Event()
-        self.heartbeat: asyncio.Task | None = None
+        self.heartbeat: asyncio.Task[None] | None = None
         self.connect_deadline: asyncio.TimerHandle | None = None
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         await self.accept()
@@ -121,7 +125,9 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self.closing = True
             return
         self.sid = new_sid()
-        self.srv.register(self)  # server.close() closes sockets that never CONNECT too
+        # server.close() closes sockets that never CONNECT too. (The server
+        # types its consumers as DocSyncConsumer, the one subclass there is.)
+        self.srv.register(self)  # type: ignore[arg-type]
         await self.send(
             p.open_packet(
                 self.sid, self.srv.ping_interval, self.srv.ping_timeout, self.srv.max_payload
@@ -136,7 +142,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
     def _sid_or_new(self) -> str:
         return getattr(self, "sid", "a new connection")
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         # uvicorn closes every WebSocket with 1012 (service restart) on shutdown.
         going = message.get("code") == 1012
         await self._end("server shutting down" if going else "transport close")
@@ -153,7 +159,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
 
     # -- sending -------------------------------------------------------------
 
-    async def send(
+    async def send(  # type: ignore[override]  # AsyncWebsocketConsumer's, not AsyncConsumer's
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
     ) -> None:
         """Send a frame (then end the connection if ``close``); never raises.
@@ -162,10 +168,13 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         """
         if self.closing or self._end_reason is not None:
             return  # nothing goes out once the connection is ending
+        message: dict[str, Any]
         if text_data is not None:
             message, size = {"type": "websocket.send", "text": text_data}, len(text_data)
-        else:
+        elif bytes_data is not None:
             message, size = {"type": "websocket.send", "bytes": bytes_data}, len(bytes_data)
+        else:
+            raise ValueError("send() needs text_data or bytes_data")
         if self._held or self._sent - self._confirmed > self.srv.max_unread:
             self._hold(message, size)
         else:
@@ -175,16 +184,17 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
 
     async def _write(self, message: dict[str, Any], size: int) -> None:
         self._sent += size
-        self._writer = asyncio.current_task()
+        self._writer = writer = asyncio.current_task()
         try:
-            await self.base_send(message)
+            await self.base_send(message)  # type: ignore[arg-type]  # an ASGI send event
         except asyncio.CancelledError:
             if not self._abandoned:
                 raise
             # request_end() from another task: this send was blocked for
             # PING_TIMEOUT (the client does not read); the handler goes on.
             self._abandoned = False
-            self._writer.uncancel()
+            if writer is not None:
+                writer.uncancel()
         except Exception as exc:  # uvicorn's ClientDisconnected, a closed transport ...
             logger.debug("docsync: send to %s failed: %r", self._sid_or_new(), exc)
             self.request_end("transport close")
@@ -276,6 +286,8 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if bytes_data is not None:
             await self.on_binary(bytes_data)
             return
+        if text_data is None:
+            return
         kind = text_data[:1]
         if kind == p.EIO_MESSAGE:
             await self.on_message(text_data[1:])
@@ -291,6 +303,8 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         limit = self.srv.max_payload
         if data is not None:
             return len(data) > limit
+        if text is None:
+            return False
         if len(text) > limit:
             return True
         return len(text) * 4 > limit and len(text.encode()) > limit
@@ -339,7 +353,8 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
                 "docsync: dropping %s (%s) in the middle of a blocked send", self.sid, reason
             )
             self._abandoned = True
-            self._task.cancel()
+            if self._task is not None:
+                self._task.cancel()
 
     async def shutdown(self, reason: str, code: int = 1000) -> None:
         """Close the WebSocket from the server side, cleaning up first."""
@@ -390,7 +405,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
         self._held = None
-        self.srv.unregister(self)
+        self.srv.unregister(self)  # type: ignore[arg-type]  # see connect()
         # Shielded: when the ASGI server cancels us on shutdown right after the
         # transport closed, the others must still learn that we left.
         self.cleanup = asyncio.ensure_future(self._on_end_logged(reason))
@@ -404,7 +419,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         finally:
             self._ended.set()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.srv._tasks.add(task)
         task.add_done_callback(self.srv._tasks.discard)
