@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import re
+import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +121,16 @@ class Grants:
         self.generation += 1
 
 
+class _SharedPull:
+    """One read that identical pulls share (``DocSyncServer._shared_pull``)."""
+
+    __slots__ = ("future", "started")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[SyncOutcome] = asyncio.get_running_loop().create_future()
+        self.started = False
+
+
 def _reads(kind: str, req: dict[str, Any]) -> bool:
     """Whether a request only reads (so that a ``"view"`` grant covers it)."""
     if kind == "presence":
@@ -211,6 +222,9 @@ class DocSyncServer:
         self._squashing: set[str] = set()
         self._squash_failed: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
+        # Pulls waiting for a database thread, by (doc, type, clock): see _shared_pull.
+        self._pulls: dict[tuple[Any, ...], _SharedPull] = {}
+        self._pull_guard = threading.Lock()
         self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
         # Skip the thread hop when nothing in a request can block: a provider
         # that says so (in memory) and an authorize that is async or marked
@@ -218,6 +232,7 @@ class DocSyncServer:
         authorize_inline = self._authorize_is_async or getattr(self.authorize, "nonblocking", False)
         self._check_inline = authorize_inline
         self._inline = authorize_inline and not getattr(self.provider, "blocking", True)
+        self._shares_pulls = getattr(self.provider, "unlocked_reads", False) and not self._inline
 
     # -- listeners ---------------------------------------------------------
 
@@ -415,6 +430,12 @@ class DocSyncServer:
             grant, generation = grants.get(req.doc_id), grants.generation
             if grant == "view" and not _reads("sync", req.as_wire()):
                 grant = None  # a write is decided anew
+        if self._shares_pulls and not req.operations and req.serialized_doc is None:
+            if self._authorize_is_async or grant is not None:
+                return await self._shared_pull(req, origin)
+            if self._check_inline:  # a plain authorize that never blocks
+                self._authorize("sync", req.as_wire(), identity)
+                return await self._shared_pull(req, origin)
         outcome, new_grant = await self._hop(
             self._inline, self._sync_hop, req, identity, origin, self._authorize_is_async, grant
         )
@@ -424,6 +445,52 @@ class DocSyncServer:
             else:
                 grants.add(req.doc_id, new_grant, generation)
         return outcome
+
+    async def _shared_pull(self, req: SyncRequest, origin: Origin) -> SyncOutcome:
+        """An authorized pull that shares one read with the same pulls queued with it.
+
+        After a ``dirty`` every subscriber pulls the same document from the
+        same clock at once. Pulls that arrive while an identical one waits
+        for a database thread wait for its answer instead of queueing reads
+        of their own: the read starts after each of them arrived, so each
+        still sees everything committed before it asked.
+        """
+        key = (req.doc_id, req.doc_type, req.clock)
+        with self._pull_guard:
+            shared = self._pulls.get(key)
+            if shared is None or shared.started:
+                leader = shared = self._pulls[key] = _SharedPull()
+            else:
+                leader = None
+        if leader is None:
+            try:
+                return await asyncio.shield(shared.future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not shared.future.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The leader's connection went away: read for ourselves.
+                return await self._hop(False, sync_document, self.provider, req, origin)
+        try:
+            outcome = await self._hop(False, self._start_shared_pull, shared, key, req, origin)
+        except asyncio.CancelledError:
+            shared.future.cancel()
+            raise
+        except BaseException as exc:
+            shared.future.set_exception(exc)
+            shared.future.exception()  # retrieved: nobody may be waiting
+            raise
+        shared.future.set_result(outcome)
+        return outcome
+
+    def _start_shared_pull(
+        self, shared: _SharedPull, key: tuple[Any, ...], req: SyncRequest, origin: Origin
+    ) -> SyncOutcome:
+        with self._pull_guard:  # from here on, later pulls read anew
+            shared.started = True
+            if self._pulls.get(key) is shared:
+                del self._pulls[key]
+        return sync_document(self.provider, req, origin, self.bindings)
 
     def _delete_hop(self, req: DocRequest, identity: Event, authorized: bool) -> bool:
         if not authorized:
