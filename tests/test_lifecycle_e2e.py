@@ -306,3 +306,34 @@ async def test_revocation_reaches_connections_opened_before_a_redis_restart(
             await c.close()
         live.stop()
     assert_clean_log(live)
+
+
+# uvicorn only: daphne stops its event loop on SIGTERM before its applications
+# have cleaned up (test_multiprocess: the dead-process reaper clears their
+# members and presence later; their channel-layer memberships expire).
+@pytest.mark.parametrize("server", ["uvicorn"])
+async def test_a_server_that_stops_leaves_nothing_in_redis(server, pg_url, redis_proc):
+    stopping = start(server, pg_url, redis_proc.url)
+    staying = start(server, pg_url, redis_proc.url)
+    doc = doc_id()
+    observer = await Client(staying.url, "olga").connect()
+    leaving = [await Client(stopping.url, f"user{n}").connect() for n in range(3)]
+    try:
+        await observer.sync(doc, snapshot=[doc, "doc", {}])
+        for n, c in enumerate(leaving):
+            await c.sync(doc)
+            await c.sync(doc_id())  # a document of its own too
+            await c.call("presence", {"docId": doc, "presence": n})
+        stopping.stop()  # SIGTERM: a graceful stop
+        for n in range(3):
+            gone = {"docId": doc, "presence": {f"cli-user{n}": None}}
+            await observer.wait_for("presence", lambda d, gone=gone: d == gone, timeout=5)
+        # Only the observer's memberships are left: its user group and its document.
+        found = await no_leftovers(redis_proc.url, timeout=1)
+        assert found == {"group memberships": 2, "members": 1, "presence": 0}, found
+    finally:
+        await observer.close()
+        staying.stop()
+    assert not any((await no_leftovers(redis_proc.url)).values())
+    assert_clean_log(stopping)
+    assert_clean_log(staying)
