@@ -495,3 +495,31 @@ def test_sync_for_an_owner_refuses_other_owners_documents(provider, user_id):
         with pytest.raises(OwnerChanged):
             sync(provider, "doc", operations, 2, origin=origin, owner="someone else")
     assert [batch.clock for batch in log(provider, "doc")] == [1, 2]
+
+
+DOCNODE_DOC = "01k00000000000000000000001"
+
+
+def docnode_sync(provider, operations=(), clock=0, serialized=None):
+    from docsync.bindings.docnode import DocNodeBinding
+
+    bindings = BindingRegistry()
+    bindings.register("doc", DocNodeBinding(doc_type="doc", nodes={"p": {}}))
+    req = SyncRequest("doc", DOCNODE_DOC, list(operations), serialized, clock)
+    return sync_document(provider, req, ORIGIN, bindings)
+
+
+def test_sync_refuses_what_the_binding_could_never_apply_and_stores_nothing(provider):
+    """Issue 9 point 1, on every provider (PostgresProvider answers in one step)."""
+    from docsync.exceptions import InvalidValue
+
+    good = [[[0, [["n1", "p"]], 0, 0, 0]], {}]
+    with pytest.raises(InvalidValue, match=r"^operations\[1\] cannot be applied"):
+        docnode_sync(provider, [good, {"hello": "world"}])
+    with pytest.raises(InvalidValue, match=r"^serializedDoc is not a snapshot"):
+        docnode_sync(provider, [good], serialized=["not-a-ulid", "doc", {}])
+    assert record(provider, DOCNODE_DOC) is None
+    assert docnode_sync(provider, [good], serialized=[DOCNODE_DOC, "doc", {}]).clock == 1
+    with pytest.raises(InvalidValue, match=r"^operations\[0\]"):
+        docnode_sync(provider, [[[7]]], clock=1)
+    assert [batch.clock for batch in log(provider, DOCNODE_DOC)] == [1]
