@@ -94,8 +94,10 @@ def decode_operations(fmt: str, data: Any) -> list[Any]:
     """Inverse of :func:`encode_operations`."""
     data = bytes(data)
     if fmt == ValueFormat.JSON:
-        return _load_json(data)
-    values, offset = [], 0
+        loaded: list[Any] = _load_json(data)
+        return loaded
+    values: list[Any] = []
+    offset = 0
     while offset < len(data):
         tag, size = _FRAME.unpack_from(data, offset)
         offset += _FRAME.size
@@ -105,7 +107,7 @@ def decode_operations(fmt: str, data: Any) -> list[Any]:
     return values
 
 
-class DocIdField(models.CharField):
+class DocIdField(models.CharField):  # type: ignore[type-arg]  # a plain str column
     """A ``CharField`` compared byte for byte on every backend.
 
     MariaDB and MySQL compare strings case-insensitively and ignoring
@@ -114,14 +116,14 @@ class DocIdField(models.CharField):
     PostgreSQL and SQLite compare exactly already.
     """
 
-    def db_type(self, connection):
+    def db_type(self, connection: Any) -> str | None:
         if connection.vendor == "mysql":
             return f"varchar({self.max_length}) CHARACTER SET utf8mb4"
         return super().db_type(connection)
 
-    def db_parameters(self, connection):
-        params = super().db_parameters(connection)
-        if connection.vendor == "mysql" and not self.db_collation:
+    def db_parameters(self, connection: Any) -> dict[str, Any]:
+        params: dict[str, Any] = super().db_parameters(connection)
+        if connection.vendor == "mysql" and not getattr(self, "db_collation", None):
             mariadb = getattr(connection, "mysql_is_mariadb", True)
             params["collation"] = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
         return params
@@ -167,7 +169,7 @@ class Document(models.Model):
         verbose_name_plural = "documents"
 
     def __str__(self) -> str:
-        return self.doc_id
+        return str(self.doc_id)
 
     @property
     def pending(self) -> int:
@@ -179,11 +181,11 @@ class Document(models.Model):
         return decode_snapshot(self.snapshot_format, self.snapshot)
 
     @classmethod
-    def from_db(cls, db, field_names, values):
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Document:
         doc = super().from_db(db, field_names, values)
         # The owner as loaded, so that changing it can revoke the old owner's
         # access (docsync.revocation).
-        doc._loaded_owner_id = doc.__dict__.get("owner_id")
+        setattr(doc, "_loaded_owner_id", doc.__dict__.get("owner_id"))  # noqa: B010
         return doc
 
 
@@ -298,10 +300,11 @@ class DocumentShare(models.Model):
         return f"{self.document} → {who} ({self.role})"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> DocumentShare:
         share = super().from_db(db, field_names, values)
         # Who held the share as loaded: moving it to someone else revokes them.
-        share._loaded = (share.__dict__.get("user_id"), share.__dict__.get("group_id"))
+        loaded = (share.__dict__.get("user_id"), share.__dict__.get("group_id"))
+        setattr(share, "_loaded", loaded)  # noqa: B010  (not a field)
         return share
 
     @property

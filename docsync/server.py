@@ -15,10 +15,10 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 
@@ -34,6 +34,9 @@ from .sync import OwnerChanged, SyncOutcome, sync_document
 
 if TYPE_CHECKING:
     from .consumers import DocSyncConsumer
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ _SIGNALS = {
 _CAMEL = re.compile(r"_([a-z])")
 
 
-class Event(dict):
+class Event(dict[str, Any]):
     """An event or request: a dict with the reference's (camelCase) keys.
 
     Attribute access takes the snake_case twins too: ``event.user_id`` is
@@ -138,17 +141,17 @@ def _reads(kind: str, req: dict[str, Any]) -> bool:
     return kind == "sync" and not req.get("operations") and req.get("serializedDoc") is None
 
 
-def nonblocking(func: Callable) -> Callable:
+def nonblocking(func: F) -> F:
     """Mark a plain ``authorize`` that never blocks (no database, no I/O).
 
     With a non-blocking provider (``InMemoryProvider``) requests then run on
     the event loop, without a thread hop.
     """
-    func.nonblocking = True
+    setattr(func, "nonblocking", True)  # noqa: B010  (read with getattr)
     return func
 
 
-def _call_sync_or_async(func: Callable, *args: Any) -> Any:
+def _call_sync_or_async(func: Callable[..., Any], *args: Any) -> Any:
     """Call a plain or async callable from async code; plain ones run in a DB hop."""
     if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004
@@ -161,10 +164,7 @@ def _as_registry(doc_binding: Any) -> BindingRegistry:
     if isinstance(doc_binding, BindingRegistry):
         return doc_binding
     if isinstance(doc_binding, dict):
-        registry = BindingRegistry()
-        for doc_type, binding in doc_binding.items():
-            registry.register(doc_type, load_binding(binding, f"BINDINGS[{doc_type!r}]"))
-        return registry
+        return BindingRegistry.from_settings(doc_binding, None)
     if doc_binding is None or isinstance(doc_binding, BaseBinding):
         return BindingRegistry(default=doc_binding)
     return BindingRegistry(default=load_binding(doc_binding, "DEFAULT_BINDING"))
@@ -185,8 +185,8 @@ class DocSyncServer:
         *,
         doc_binding: Any = None,
         provider: BaseProvider | None = None,
-        authenticate: Callable | None = None,
-        authorize: Callable | None = None,
+        authenticate: Callable[..., Any] | None = None,
+        authorize: Callable[..., Any] | None = None,
         state: BaseState | None = None,
         squash_threshold: int | None = None,
         ping_interval: int | None = None,
@@ -216,9 +216,9 @@ class DocSyncServer:
         self.max_unread = max_unread or s.MAX_UNREAD
         self.max_json_depth = max_json_depth or s.MAX_JSON_DEPTH
         self.max_presence = max_presence or s.MAX_PRESENCE
-        self._listeners: dict[str, list[Callable]] = {name: [] for name in EVENTS}
+        self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
         self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
-        self._doc_locks: dict[str, list] = {}
+        self._doc_locks: dict[str, list[Any]] = {}  # [lock, number of waiters]
         self._squashing: set[str] = set()
         self._squash_failed: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -236,7 +236,7 @@ class DocSyncServer:
 
     # -- listeners ---------------------------------------------------------
 
-    def _on(self, name: str, listener: Callable) -> Callable[[], None]:
+    def _on(self, name: str, listener: Callable[..., Any]) -> Callable[[], None]:
         self._listeners[name].append(listener)
 
         def remove() -> None:
@@ -245,31 +245,31 @@ class DocSyncServer:
 
         return remove
 
-    def on_client_connect(self, listener: Callable) -> Callable[[], None]:
+    def on_client_connect(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Call ``listener(event)`` after a client connects; returns a remover.
 
         Fields: userId, deviceId, clientId, context.
         """
         return self._on("client_connect", listener)
 
-    def on_client_disconnect(self, listener: Callable) -> Callable[[], None]:
+    def on_client_disconnect(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, reason."""
         return self._on("client_disconnect", listener)
 
-    def on_doc_subscribe(self, listener: Callable) -> Callable[[], None]:
+    def on_doc_subscribe(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, docId."""
         return self._on("doc_subscribe", listener)
 
-    def on_doc_unsubscribe(self, listener: Callable) -> Callable[[], None]:
+    def on_doc_unsubscribe(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, docId, reason."""
         return self._on("doc_unsubscribe", listener)
 
-    def on_sync_request(self, listener: Callable) -> Callable[[], None]:
+    def on_sync_request(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, status, req, res (on success),
         durationMs, clientsCount, devicesCount, error (on error)."""
         return self._on("sync_request", listener)
 
-    def on_doc_delete(self, listener: Callable) -> Callable[[], None]:
+    def on_doc_delete(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, docId (a docsync addition)."""
         return self._on("doc_delete", listener)
 
@@ -293,7 +293,7 @@ class DocSyncServer:
         if signal.has_listeners():
             await self._send_signal(signal, **event.snake(), **extra)
 
-    async def _send_signal(self, signal, **kwargs: Any) -> None:
+    async def _send_signal(self, signal: Any, **kwargs: Any) -> None:
         for receiver, result in await signal.asend_robust(
             sender=DocSyncServer, server=self, **kwargs
         ):
@@ -324,7 +324,7 @@ class DocSyncServer:
         return event
 
     @staticmethod
-    async def _hop(inline: bool, func: Callable, *args: Any) -> Any:
+    async def _hop(inline: bool, func: Callable[..., T], *args: Any) -> T:
         """Run ``func`` in ONE database hop, or right here when nothing blocks."""
         if inline:
             return func(*args)
@@ -339,7 +339,7 @@ class DocSyncServer:
             StorageOutage.failed(exc)
             raise
         StorageOutage.succeeded()
-        return result
+        return cast(T, result)
 
     async def check(
         self, kind: str, req: dict[str, Any], identity: Event, grants: Grants | None = None
@@ -349,7 +349,12 @@ class DocSyncServer:
             await self._authorize_async(kind, req, identity)
             return
         doc_id = req.get("docId")
-        if grants is not None and _reads(kind, req) and grants.get(doc_id) is not None:
+        if (
+            grants is not None
+            and isinstance(doc_id, str)
+            and _reads(kind, req)
+            and grants.get(doc_id) is not None
+        ):
             return
         generation = grants.generation if grants is not None else 0
         event = await self._hop(self._check_inline, self._authorize, kind, req, identity)
@@ -509,7 +514,7 @@ class DocSyncServer:
     # -- ordering and squashing --------------------------------------------
 
     @asynccontextmanager
-    async def doc_lock(self, doc_id: str):
+    async def doc_lock(self, doc_id: str) -> AsyncIterator[None]:
         """Serialize requests for one document within this process."""
         entry = self._doc_locks.get(doc_id)
         if entry is None:
@@ -579,7 +584,7 @@ class DocSyncServer:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def as_asgi(self, **initkwargs: Any):
+    def as_asgi(self, **initkwargs: Any) -> Any:
         """The ASGI application serving this server (route it at ``socket.io/``)."""
         from .consumers import DocSyncConsumer
 
@@ -622,7 +627,7 @@ def _build_default_server() -> DocSyncServer:
             if callable(s.SERVER) and not isinstance(s.SERVER, DocSyncServer)
             else s.SERVER
         )
-        return server
+        return cast(DocSyncServer, server)  # docsync.checks reports any other object
     provider_cls = s.PROVIDER
     provider = (
         provider_cls(**s.PROVIDER_OPTIONS) if isinstance(provider_cls, type) else provider_cls

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -84,7 +84,7 @@ class ORMTransaction(ProviderTransaction):
         # exclusive lock at once. Concurrent creators queue on the new row
         # and, once its creator commits, lock it like any existing document.
         connection = connections[self.using]
-        target = {}
+        target: dict[str, Any] = {}
         if connection.features.supports_update_conflicts_with_target:
             target["unique_fields"] = ["doc_id"]
         placeholder = Document(
@@ -95,7 +95,7 @@ class ORMTransaction(ProviderTransaction):
         )
         self.doc = self._select_for_update()
         # Our own row still has the placeholder clock, which is never committed.
-        self.exists = self.doc.latest_clock != PLACEHOLDER_CLOCK
+        self.exists = self.doc is not None and self.doc.latest_clock != PLACEHOLDER_CLOCK
 
     def flush(self) -> None:
         if self.doc is None:
@@ -125,10 +125,10 @@ class ORMTransaction(ProviderTransaction):
     def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
         if self.doc is None or not self.exists:
             return []
-        rows = self.doc.batches.using(self.using).filter(clock__gt=after_clock)
+        batches = self.doc.batches.using(self.using).filter(clock__gt=after_clock)
         if up_to_clock is not None:
-            rows = rows.filter(clock__lte=up_to_clock)
-        rows = rows.order_by("clock").values_list("clock", "operations_format", "operations")
+            batches = batches.filter(clock__lte=up_to_clock)
+        rows = batches.order_by("clock").values_list("clock", "operations_format", "operations")
         return [Batch(clock, decode_operations(fmt, data)) for clock, fmt, data in rows]
 
     def save_operations(self, operations: list[Any], origin: Origin) -> int:
@@ -195,7 +195,8 @@ class ORMTransaction(ProviderTransaction):
     def _get_snapshot(self) -> Any:
         # Decoded once: a sync reads the record again after storing a snapshot.
         if not self._snapshot_loaded:
-            self._snapshot, self._snapshot_loaded = self.doc.get_snapshot(), True
+            snapshot = self.doc.get_snapshot() if self.doc is not None else None
+            self._snapshot, self._snapshot_loaded = snapshot, True
         return self._snapshot
 
     def _set(self, **values: Any) -> None:
@@ -286,8 +287,8 @@ def configured_provider() -> BaseProvider:
 
     provider = docsync_settings.PROVIDER
     if isinstance(provider, type):
-        return provider(**(docsync_settings.PROVIDER_OPTIONS or {}))
-    return provider
+        provider = provider(**(docsync_settings.PROVIDER_OPTIONS or {}))
+    return cast(BaseProvider, provider)  # docsync.checks reports any other object
 
 
 def orm_provider_for(using: str) -> ORMProvider:
