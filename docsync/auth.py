@@ -1,9 +1,10 @@
 """Authentication: who is connecting.
 
-The default ``authenticate`` accepts a DRF token sent as the Socket.IO
-``token``, or else a Django session (the cookie on the WebSocket handshake,
-resolved by Channels' ``AuthMiddlewareStack``) when the handshake's Origin
-is the server's own (same scheme, host and port) or one of
+The default ``authenticate`` accepts a DRF token or an expiring signed
+token (``docsync.tokens``) sent as the Socket.IO ``token``, or else a
+Django session (the cookie on the WebSocket handshake, resolved by
+Channels' ``AuthMiddlewareStack``) when the handshake's Origin is the
+server's own (same scheme, host and port) or one of
 ``CSRF_TRUSTED_ORIGINS``, since browsers send cookies cross-site. It
 returns the user's primary key as ``userId`` and, in ``context``, what
 ``authorize`` needs to find the user again.
@@ -20,12 +21,23 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
+from . import tokens
+
 logger = logging.getLogger(__name__)
 
 
-def identity_for(user: Any, method: str) -> dict[str, Any]:
-    """The identity ``authenticate`` returns for a Django user."""
-    return {"userId": str(user.pk), "context": {"user_pk": user.pk, "auth": method}, "user": user}
+def identity_for(user: Any, method: str, expires_at: float | None = None) -> dict[str, Any]:
+    """The identity ``authenticate`` returns for a Django user.
+
+    With ``expires_at`` (Unix seconds) the connection is dropped then, so
+    that the client reconnects with a new token.
+    """
+    identity: dict[str, Any] = {"userId": str(user.pk)}
+    identity["context"] = {"user_pk": user.pk, "auth": method}
+    identity["user"] = user
+    if expires_at is not None:
+        identity["expiresAt"] = expires_at
+    return identity
 
 
 def token_user(key: str) -> Any | None:
@@ -103,8 +115,18 @@ def origin_allowed(headers: dict[str, str], scope: dict[str, Any] | None = None)
 
 
 def authenticate(request: Any) -> dict[str, Any] | None:
-    """Default ``authenticate``: a DRF token, else a same-origin session."""
+    """Default ``authenticate``: a signed or DRF token, else a same-origin session.
+
+    An expired signed token raises :class:`docsync.tokens.TokenExpired`
+    (the client is told ``Authentication error: Token expired``).
+    """
     token = request.get("token")
+    if token and tokens.is_signed_token(token):
+        claims = tokens.read_token(token)  # raises TokenExpired
+        user = tokens.token_user(claims) if claims is not None else None
+        if user is None or claims is None:
+            return None
+        return identity_for(user, "token", expires_at=claims.expires_at)
     if token:
         user = token_user(token)
         return identity_for(user, "token") if user is not None else None

@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "ERROR_BURST": 20,
     "ERROR_WINDOW": 1.0,
     "ERROR_DELAY": 0.25,
+    # Seconds a token minted by docsync.tokens.mint_token (or
+    # ``manage.py docsync_token --expires-in``) is valid when no lifetime
+    # is given.
+    "TOKEN_LIFETIME": 3600,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -159,6 +163,7 @@ RULES: dict[str, Rule] = {
     "ERROR_BURST": whole(0, "errors"),
     "ERROR_WINDOW": number(0, "seconds"),
     "ERROR_DELAY": number(0, "seconds"),
+    "TOKEN_LIFETIME": whole(1, "seconds"),
 }
 
 

@@ -62,6 +62,8 @@ class DocSyncConsumer(EngineIOConsumer):
         self.errors: deque[float] = deque()
         # What authorize allowed this connection; revocations clear it.
         self.grants = Grants()
+        # Drops the transport when the connection's token expires.
+        self.expiry: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -74,6 +76,8 @@ class DocSyncConsumer(EngineIOConsumer):
         await self._on_attachment(data)
 
     async def on_end(self, reason: str) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
         await self._leave_namespace(reason)
 
     async def emit(self, name: str, data: Any) -> None:
@@ -162,6 +166,7 @@ class DocSyncConsumer(EngineIOConsumer):
         self.user = identity.pop("user", None)
         self.identity = identity
         self.connect_deadline.cancel()
+        self._expire_at(identity.get("expiresAt"))
         # Before answering, so that no revocation can slip in between.
         self.user_group = _user_group_of(identity)
         if self.user_group is not None:
@@ -171,6 +176,21 @@ class DocSyncConsumer(EngineIOConsumer):
         await self.srv.emit(
             "client_connect", self._event(context=identity.get("context")), user=self.user
         )
+
+    def _expire_at(self, expires_at: float | None) -> None:
+        """Drop the transport at ``expires_at`` (Unix seconds), when the token expires."""
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at - time.time())
+        self.expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+
+    def _token_expired(self) -> None:
+        if self.identity is None or self.closing:
+            return
+        # No Socket.IO DISCONNECT: after a dropped transport the official
+        # client reconnects, asking its auth callback for a new token.
+        logger.info("docsync: closing %s: token expired", self.sid)
+        self.request_end("token expired")
 
     async def _refuse_connect(self, auth: Any, message: str) -> None:
         await self.send(p.encode_connect_error(message))

@@ -60,14 +60,22 @@ def _normalize(result: Any) -> dict[str, Any] | None:
     user_id = result.get("userId", result.get("user_id"))
     if user_id is None:
         return None
-    return {"userId": str(user_id), "context": result.get("context"), "user": result.get("user")}
+    identity = {"userId": str(user_id), "context": result.get("context")}
+    identity["user"] = result.get("user")
+    expires_at = result.get("expiresAt")
+    if expires_at is not None:
+        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            raise TypeError(f"authenticate's expiresAt must be Unix seconds, got {expires_at!r}")
+        identity["expiresAt"] = float(expires_at)
+    return identity
 
 
 async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> Event:
     """Check a CONNECT payload and authenticate it.
 
     Returns the connection's identity (userId, deviceId, clientId, context,
-    and the Django user when known); raises ``AuthenticationFailed`` with the
+    the Django user when known, and ``expiresAt`` when its credentials
+    expire); raises ``AuthenticationFailed`` with the
     exact message the client must see, or ``StorageUnavailable`` when the
     database is down (the client should come back, not give up).
     """
@@ -91,10 +99,13 @@ async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> 
     claimed = auth.get("claimedUserId")
     if claimed is not None and claimed != identity["userId"]:
         raise AuthenticationFailed("Authentication failed: claimed user ID mismatch")
-    return Event(
+    event = Event(
         userId=identity["userId"],
         deviceId=auth["deviceId"],
         clientId=auth["clientId"],
         context=identity["context"],
         user=identity["user"],
     )
+    if "expiresAt" in identity:
+        event["expiresAt"] = identity["expiresAt"]
+    return event
