@@ -229,6 +229,28 @@ def _check_bindings(messages: list[CheckMessage], broken: set[str]) -> None:
             )
 
 
+def _check_health_databases(
+    messages: list[CheckMessage], user: dict[str, Any], broken: set[str]
+) -> None:
+    """Every alias of ``HEALTH_DATABASES`` is one of ``DATABASES``."""
+    from django.conf import settings
+
+    aliases = user.get("HEALTH_DATABASES")
+    if "HEALTH_DATABASES" in broken or not aliases:
+        return
+    unknown = [alias for alias in aliases if alias not in settings.DATABASES]
+    if unknown:
+        messages.append(
+            _error(
+                f"DOCSYNC['HEALTH_DATABASES'] = {aliases!r} names "
+                f"{', '.join(map(repr, unknown))}, not in DATABASES.",
+                f"Use aliases of DATABASES ({', '.join(map(repr, settings.DATABASES))}), "
+                "or None for all of them.",
+                "docsync.E003",
+            )
+        )
+
+
 def settings_problems() -> list[CheckMessage]:
     """Every problem of the ``DOCSYNC`` settings, as check messages."""
     from .conf import DEFAULTS, docsync_settings, value_problem
@@ -254,6 +276,7 @@ def settings_problems() -> list[CheckMessage]:
             broken.add(name)
             messages.append(_error(problem[0], problem[1], "docsync.E003"))
     _check_imports(messages, broken)
+    _check_health_databases(messages, user, broken)
     binding_messages: list[CheckMessage] = []
     _check_bindings(binding_messages, broken)
     return messages + binding_messages

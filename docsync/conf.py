@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
     # ``manage.py docsync_token --expires-in``) is valid when no lifetime
     # is given.
     "TOKEN_LIFETIME": 3600,
+    # Readiness (docsync.health): the database aliases probed (None: every
+    # alias in DATABASES), and the seconds each probe may take.
+    "HEALTH_DATABASES": None,
+    "HEALTH_TIMEOUT": 2.0,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -164,6 +168,16 @@ RULES: dict[str, Rule] = {
     "ERROR_WINDOW": number(0, "seconds"),
     "ERROR_DELAY": number(0, "seconds"),
     "TOKEN_LIFETIME": whole(1, "seconds"),
+    "HEALTH_DATABASES": Rule(
+        "None (every alias in DATABASES) or a list of database aliases (str)",
+        lambda v: v is None or (isinstance(v, list | tuple) and all(isinstance(a, str) for a in v)),
+    ),
+    "HEALTH_TIMEOUT": Rule(
+        "a number of seconds > 0",
+        lambda v: (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        ),
+    ),
 }
 
 

@@ -225,6 +225,8 @@ class DocSyncServer:
         # Pulls waiting for a database thread, by (doc, type, clock): see _shared_pull.
         self._pulls: dict[tuple[Any, ...], _SharedPull] = {}
         self._pull_guard = threading.Lock()
+        # True once close() began: readiness (docsync.health) fails from then on.
+        self.draining = False
         self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
         # Skip the thread hop when nothing in a request can block: a provider
         # that says so (in memory) and an authorize that is async or marked
@@ -577,6 +579,7 @@ class DocSyncServer:
 
     async def close(self) -> None:
         """Close every connection of this process with ``server shutting down``."""
+        self.draining = True
         consumers = list(self._consumers)
         await asyncio.gather(
             *(c.shutdown("server shutting down") for c in consumers), return_exceptions=True
@@ -653,6 +656,11 @@ def _default_state_backend() -> type[BaseState]:
             return InProcessState
         return RedisState
     return InProcessState
+
+
+def default_server_draining() -> bool:
+    """Whether this process's default server has begun closing (never builds one)."""
+    return _default_server is not None and _default_server.draining
 
 
 def reset_default_server() -> None:

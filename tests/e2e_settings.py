@@ -33,6 +33,7 @@ DOCSYNC = {
     "SQUASH_THRESHOLD": int(os.environ.get("E2E_SQUASH_THRESHOLD", "100")),
     "MAX_UNREAD": int(os.environ.get("E2E_MAX_UNREAD", "1000000")),
     "MAX_PRESENCE": int(os.environ.get("E2E_MAX_PRESENCE", "16384")),
+    "HEALTH_TIMEOUT": float(os.environ.get("E2E_HEALTH_TIMEOUT", "2.0")),
 }
 if os.environ.get("E2E_BINDINGS"):
     import json

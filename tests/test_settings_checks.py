@@ -93,6 +93,12 @@ def test_a_wrong_value_of_every_setting_is_a_check_error(name):
         ("PROVIDER", "ORMProvider", "a dotted path"),
         ("AUTHENTICATE", None, "a dotted path"),
         ("DEFAULT_BINDING", 3, "None, a dotted path"),
+        ("TOKEN_LIFETIME", 0, "whole number >= 1 (seconds)"),
+        ("TOKEN_LIFETIME", 1.5, "whole number >= 1"),
+        ("HEALTH_TIMEOUT", 0, "a number of seconds > 0"),
+        ("HEALTH_TIMEOUT", float("nan"), "a number of seconds > 0"),
+        ("HEALTH_DATABASES", "default", "a list of database aliases"),
+        ("HEALTH_DATABASES", ["missing"], "'missing', not in DATABASES"),
     ],
 )
 def test_wrong_types_name_what_is_expected(name, value, words):
