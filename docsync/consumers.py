@@ -22,6 +22,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from . import logs
 from . import protocol as p
 from .events import parse_doc_request, parse_presence, parse_sync
 from .exceptions import (
@@ -64,6 +65,9 @@ class DocSyncConsumer(EngineIOConsumer):
         self.grants = Grants()
         # Drops the transport when the connection's token expires.
         self.expiry: asyncio.TimerHandle | None = None
+        # For the connection's end line (docsync.logs).
+        self.opened = time.monotonic()
+        self.refused: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -78,7 +82,18 @@ class DocSyncConsumer(EngineIOConsumer):
     async def on_end(self, reason: str) -> None:
         if self.expiry is not None:
             self.expiry.cancel()
-        await self._leave_namespace(reason)
+        identity, doc_ids = self.identity, sorted(self.docs)
+        try:
+            await self._leave_namespace(reason)
+        finally:
+            logs.connection_ended(
+                self._sid_or_new(),
+                identity["userId"] if identity is not None else None,
+                doc_ids,
+                reason,
+                time.monotonic() - self.opened,
+                self.refused,
+            )
 
     async def emit(self, name: str, data: Any) -> None:
         """Send the event ``name`` to this client."""
@@ -157,6 +172,7 @@ class DocSyncConsumer(EngineIOConsumer):
         except StorageUnavailable as exc:
             # Closing the transport (not CONNECT_ERROR, after which the official
             # client gives up) makes clients reconnect until storage is back.
+            self.refused = exc.message
             await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
             self.request_end(exc.message, code=1013)
             return
@@ -193,6 +209,7 @@ class DocSyncConsumer(EngineIOConsumer):
         self.request_end("token expired")
 
     async def _refuse_connect(self, auth: Any, message: str) -> None:
+        self.refused = message
         await self.send(p.encode_connect_error(message))
         await self.srv.emit("client_disconnect", _refused_event(auth, message))
 
@@ -234,6 +251,7 @@ class DocSyncConsumer(EngineIOConsumer):
         try:
             event = p.parse_event(packet)
         except ProtocolError as exc:
+            self._request_failed("", None, exc)
             if packet.id is not None:
                 await self._answer_error(packet.id, exc)
             return
@@ -243,14 +261,27 @@ class DocSyncConsumer(EngineIOConsumer):
                 raise ValidationError(f"Unknown event: {event.name}")
             await handler(self, event.arg, event.ack_id)
         except DocsyncError as exc:
+            self._request_failed(event.name, event.arg, exc)
             if event.ack_id is not None:
                 await self._answer_error(event.ack_id, exc, event.name)
             return
-        except Exception:
+        except Exception as exc:
             logger.exception("docsync: %s failed", event.name)
+            self._request_failed(event.name, event.arg, exc)
             if event.ack_id is not None:
                 await self._answer_error(event.ack_id, None, event.name)
             return
+
+    def _request_failed(self, name: str, arg: Any, exc: Exception) -> None:
+        """The request's line in ``docsync.requests`` (what the client was told)."""
+        logs.request_failed(
+            self.sid,
+            self.identity["userId"] if self.identity is not None else None,
+            name,
+            arg.get("docId") if isinstance(arg, dict) else None,
+            exc.wire_type if isinstance(exc, DocsyncError) else "DatabaseError",
+            exc.message if isinstance(exc, DocsyncError) else "Internal server error",
+        )
 
     async def _ack(self, ack_id: int | None, response: Any) -> None:
         if ack_id is not None:
