@@ -273,7 +273,12 @@ class DocSyncConsumer(EngineIOConsumer):
             return
 
     def _request_failed(self, name: str, arg: Any, exc: Exception) -> None:
-        """The request's line in ``docsync.requests`` (what the client was told)."""
+        """The request's line in ``docsync.requests`` (what the client was told).
+
+        Not for an outage: ``docsync.outage`` logs it once each way.
+        """
+        if isinstance(exc, StorageUnavailable):
+            return
         logs.request_failed(
             self.sid,
             self.identity["userId"] if self.identity is not None else None,

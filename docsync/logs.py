@@ -7,7 +7,9 @@ them all):
 * ``docsync.connections``: one INFO line per connection end (see
   :func:`connection_ended`);
 * ``docsync.requests``: one INFO line per request answered with an error
-  (see :func:`request_failed`);
+  (see :func:`request_failed`), except while storage is unavailable
+  (``docsync.outage`` logs an outage once when it starts and once when it
+  ends);
 * ``docsync.<module>``: everything else, named after its module
   (``docsync.consumers``, ``docsync.transport``, ``docsync.handshake``,
   ``docsync.server``, ``docsync.revocation``, ``docsync.outage``,

@@ -68,7 +68,8 @@ def mint_token(user: Any, lifetime: float | timedelta | None = None) -> str:
     (the official client asks for its token on every connection attempt).
     """
     expires_at = time.time() + _seconds(lifetime)
-    return signing.dumps({"u": user.pk, "e": expires_at}, salt=SALT, compress=False)
+    pk = user.pk if isinstance(user.pk, int | str) else str(user.pk)  # a UUID, say
+    return signing.dumps({"u": pk, "e": expires_at}, salt=SALT, compress=False)
 
 
 def is_signed_token(token: str) -> bool:

@@ -119,6 +119,7 @@ def test_a_real_redis_passes(client):
 
 
 def test_a_draining_server_is_not_ready(client):
+    # Settings of its own: the server it closes is dropped afterwards.
     with override_settings(DOCSYNC={"HEALTH_DATABASES": []}):
         async_to_sync(get_default_server().close)()
         response = client.get("/health/ready/")
