@@ -24,23 +24,14 @@ from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 
 from .bindings import get_binding_registry
+from .bindings.base import BaseBinding
 from .models import BINARY_TYPES, Document, DocumentShare, OperationBatch
 from .providers.orm import orm_provider_for
 from .squash import squash_document
 
 RENDER_LIMIT = 100_000
-PREVIEW_LIMIT = 200
-
-
-def _preview(value: Any, limit: int) -> str:
-    if isinstance(value, BINARY_TYPES):
-        text = f"<{len(value)} bytes> {bytes(value[:32]).hex()}{'…' if len(value) > 32 else ''}"
-    elif isinstance(value, list) and any(isinstance(item, BINARY_TYPES) for item in value):
-        # A batch of binary values (Yjs updates): each one sized, not a Python repr.
-        text = "[" + ", ".join(_preview(item, limit) for item in value) + "]"
-    else:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    return text if len(text) <= limit else text[:limit] + " …"
+PREVIEW_LIMIT = 1_000
+PREVIEW_LINES = 12
 
 
 def _pre(text: str) -> str:
@@ -101,17 +92,37 @@ class PendingBatchInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("document", "user")
+
     @admin.display(description="operations")
     def operations_preview(self, batch: OperationBatch) -> str:
         # Long values wrap anywhere: a hex or JSON run must not widen the page.
         return format_html(
-            '<code style="overflow-wrap: anywhere">{}</code>',
-            _preview(batch.get_operations(), PREVIEW_LIMIT),
+            '<pre style="white-space: pre-wrap; overflow-wrap: anywhere; margin: 0">{}</pre>',
+            _render_batch(batch, PREVIEW_LINES, PREVIEW_LIMIT),
         )
 
 
+def _render_batch(batch: OperationBatch, max_lines: int, limit: int) -> str:
+    """A batch as its binding describes it (one block per operations value)."""
+    binding = get_binding_registry().get(batch.document.doc_type)
+    render = binding.render_operations if binding is not None else BaseBinding().render_operations
+    lines: list[str] = []
+    for value in batch.get_operations():
+        lines.extend(render(value).splitlines())
+    if len(lines) > max_lines:
+        lines[max_lines:] = [f"… ({len(lines) - max_lines} more lines)"]
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 class DocumentShareInline(admin.TabularInline):
-    """Who else may read, write or delete the document (besides its owner)."""
+    """Who else may read, write or delete the document (besides its owner).
+
+    Users and groups are picked by name with autocomplete when their admins
+    have ``search_fields`` (Django's own do); otherwise by primary key.
+    """
 
     model = DocumentShare
     fields = ("user", "group", "role", "created_at")
@@ -119,13 +130,36 @@ class DocumentShareInline(admin.TabularInline):
     raw_id_fields = ("user", "group")
     extra = 0
 
+    def get_autocomplete_fields(self, request):
+        return searchable_relations(self.admin_site, self.model, ("user", "group"))
+
+
+def searchable_relations(site: admin.AdminSite, model: Any, names: tuple[str, ...]) -> list[str]:
+    """Those of the foreign keys ``names`` whose target's admin can search (autocomplete)."""
+    fields = []
+    for name in names:
+        target = model._meta.get_field(name).related_model
+        target_admin = site._registry.get(target)
+        if target_admin is not None and target_admin.get_search_fields(None):
+            fields.append(name)
+    return fields
+
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     # Narrow columns: with the navigation and filter sidebars open, a 1280 px
     # wide window leaves about 630 px for the table. Clocks are on the change
     # page; "pending" also says "deleted" or "squash failed" (both filters).
-    list_display = ("document", "doc_type", "owner", "pending_batches", "snapshot_size", "updated")
+    # "clocks" is the latest clock, and the one folded into the snapshot.
+    list_display = (
+        "document",
+        "doc_type",
+        "owner",
+        "clocks",
+        "pending_batches",
+        "snapshot_size",
+        "updated",
+    )
     list_filter = ("doc_type", "updated_at", DeletedFilter, SquashErrorFilter)
     list_select_related = ("owner",)
     raw_id_fields = ("owner",)
@@ -152,6 +186,9 @@ class DocumentAdmin(admin.ModelAdmin):
     def get_search_fields(self, request):
         return ("doc_id", f"owner__{get_user_model().USERNAME_FIELD}")
 
+    def get_autocomplete_fields(self, request):
+        return searchable_relations(self.admin_site, self.model, ("owner",))
+
     def get_queryset(self, request):
         return (
             super()
@@ -173,6 +210,16 @@ class DocumentAdmin(admin.ModelAdmin):
         return format_html(
             '<span style="font-family: var(--font-family-monospace); font-size: 0.75rem">{}</span>',
             doc.doc_id,
+        )
+
+    @admin.display(description="clocks", ordering="latest_clock")
+    def clocks(self, doc: Document) -> str:
+        """The latest clock, and (quieter) the clock the snapshot holds."""
+        return format_html(
+            '{} <span style="color: var(--body-quiet-color)" title="clock folded into the '
+            'snapshot">snap {}</span>',
+            doc.latest_clock,
+            doc.snapshot_clock,
         )
 
     @admin.display(description="pending", ordering="pending_count")
@@ -357,5 +404,4 @@ class OperationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="operations")
     def rendered_operations(self, batch: OperationBatch) -> str:
-        values = batch.get_operations()
-        return _pre("\n".join(_preview(value, RENDER_LIMIT) for value in values))
+        return _pre(_render_batch(batch, RENDER_LIMIT, RENDER_LIMIT))

@@ -200,3 +200,74 @@ def test_batches_are_viewable_but_read_only(admin_client, docs):
     delete_url = reverse("admin:docsync_operationbatch_delete", args=[batch.pk])
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
     assert OperationBatch.objects.filter(pk=batch.pk).exists()
+
+
+def test_changelist_shows_the_clocks(admin_client, docs):
+    html = admin_client.get(CHANGELIST).content.decode()
+    assert "column-clocks" in html and ">Clocks</a>" in html
+    # json-doc: snapshot at clock 0, two batches after it (latest clock 2).
+    row = html[html.index("json-doc") :]
+    row = row[row.index('class="field-clocks"') : row.index("</tr>")]
+    assert row.startswith('class="field-clocks">2 <span') and "snap 0" in row
+
+
+DOCNODE = {
+    "note": {
+        "class": "docsync.bindings.docnode.DocNodeBinding",
+        "options": {"doc_type": "note", "nodes": {"p": {"text": {"kind": "string"}}}},
+    }
+}
+
+
+def test_docnode_batches_read_as_operations(admin_client, provider, alice):
+    doc_id = "01kadm1n000000000000000000"
+    ops = [
+        [[0, [["n1", "p"], ["n2", "p"]], 0, 0, 0], [2, "n2", 0, 0, 0, "n1"], [1, "n1", 0]],
+        {"n2": {"text": '"Hi <b>"'}},
+    ]
+    with provider.transaction("readwrite", doc_id, doc_type="note") as tx:
+        tx.save_operations([ops, ["not", "docnode", "ops"]], Origin(user_id=str(alice.pk)))
+    with override_settings(DOCSYNC={"BINDINGS": DOCNODE}):
+        html = admin_client.get(change_url(Document.objects.get(doc_id=doc_id))).content.decode()
+        batch = OperationBatch.objects.get(document__doc_id=doc_id)
+        page = admin_client.get(reverse("admin:docsync_operationbatch_change", args=[batch.pk]))
+    for text in (html, page.content.decode()):
+        assert "insert p n1, p n2 at the end of the root" in text
+        assert "move n2 before n1" in text and "delete n1" in text
+        assert "n2.text = &quot;Hi &lt;b&gt;&quot;" in text  # escaped
+        assert "(not DocNode operations: A DocNode operations value must be" in text
+
+
+def test_share_inline_picks_users_and_groups_by_name(admin_client, docs):
+    html = admin_client.get(change_url(docs["json-doc"])).content.decode()
+    assert html.count('class="admin-autocomplete') >= 2  # owner + share rows' template
+    for field in ("shares-__prefix__-user", "shares-__prefix__-group", "owner"):
+        assert f'name="{field}"' in html
+    select = html[html.index('name="shares-__prefix__-user"') - 300 :]
+    assert "admin-autocomplete" in select[:600]
+    url = reverse("admin:autocomplete")
+    params = {"app_label": "docsync", "model_name": "documentshare", "field_name": "user"}
+    found = admin_client.get(url, {**params, "term": "ali"}).json()
+    assert [item["text"] for item in found["results"]] == ["alice"]
+
+
+def test_share_inline_falls_back_to_ids_without_a_searchable_user_admin(admin_client, docs):
+    from django.contrib import admin as django_admin
+    from django.contrib.auth.models import User
+
+    user_admin = django_admin.site._registry[User]
+    original = user_admin.search_fields
+    user_admin.search_fields = ()
+    try:
+        html = admin_client.get(change_url(docs["json-doc"])).content.decode()
+    finally:
+        user_admin.search_fields = original
+    user_select = html[html.index('name="shares-__prefix__-user"') - 300 :][:600]
+    assert "vForeignKeyRawIdAdminField" in user_select  # the raw-id widget, still usable
+    group_select = html[html.index('name="shares-__prefix__-group"') - 300 :][:600]
+    assert "admin-autocomplete" in group_select
+
+
+def test_view_site_lands_on_the_home_page(admin_client):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert '<a href="/">View site</a>' in html

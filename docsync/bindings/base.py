@@ -64,6 +64,21 @@ class BaseBinding:
             return f"<{len(serialized_doc)} bytes>"
         return json.dumps(serialized_doc, indent=2, ensure_ascii=False)
 
+    def render_operations(self, operations: Any) -> str:
+        """Return a human-readable rendering of one operations value (for the admin).
+
+        The default is compact JSON (bytes as their size and first bytes);
+        bindings that know their operations describe them instead.
+        """
+        if isinstance(operations, (bytes, bytearray, memoryview)):
+            head = bytes(operations[:32]).hex()
+            return f"<{len(operations)} bytes> {head}{'…' if len(operations) > 32 else ''}"
+        if isinstance(operations, list) and any(
+            isinstance(item, (bytes, bytearray, memoryview)) for item in operations
+        ):
+            return "[" + ", ".join(self.render_operations(item) for item in operations) + "]"
+        return json.dumps(operations, ensure_ascii=False, default=repr)
+
     def squash(
         self,
         serialized_doc: Any,

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..base import BaseBinding
 from .apply import apply_operations
+from .describe import describe_operations
 from .jsformat import js_dumps_strings, js_keys
 from .model import DocNodeDoc, Node, dump_doc, load_doc
 from .schema import build_schema, options_from_description
@@ -151,6 +152,13 @@ class DocNodeBinding(BaseBinding):
             return "\n".join(_render_lines(serialized_doc))
         except (TypeError, ValueError, IndexError, AttributeError):
             return super().render(serialized_doc)
+
+    def render_operations(self, operations: Any) -> str:
+        """Return one line per operation (``insert p n1 after n0``, ``n1.text = "Hi"``)."""
+        try:
+            return "\n".join(describe_operations(operations))
+        except ValueError as exc:
+            return f"{super().render_operations(operations)}\n(not DocNode operations: {exc})"
 
     def _check_doc_id(self, doc_id: Any) -> None:
         if not self.check_doc_ids:
