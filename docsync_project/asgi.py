@@ -9,8 +9,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from docsync.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.DEBUG:
+    # runserver serves static files; uvicorn and daphne do not. In production
+    # (DEBUG off) the reverse proxy serves collectstatic's STATIC_ROOT.
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter(
     {

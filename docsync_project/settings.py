@@ -49,7 +49,7 @@ WSGI_APPLICATION = "docsync_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "docsync_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -119,6 +119,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# The landing page's demo client (plain JavaScript, no build step). With
+# DEBUG, asgi.py serves static files itself (under uvicorn too); without it,
+# run collectstatic and let the reverse proxy serve STATIC_ROOT.
+STATICFILES_DIRS = [BASE_DIR / "docsync_project" / "static"]
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "/"
+# The landing page's "join as a guest" button creates an account with the
+# name asked for (never signs in to an existing one). On with DEBUG only.
+DEMO_GUESTS = os.environ.get("DOCSYNC_DEMO_GUESTS", "1" if DEBUG else "0") == "1"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {
