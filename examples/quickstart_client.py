@@ -13,8 +13,13 @@ async def main(token: str, url: str = "http://127.0.0.1:8000") -> None:
     identity = asyncio.get_running_loop().create_future()
     sio.on("identity", lambda data: identity.set_result(data))
     sio.on("dirty", lambda data: print("dirty:", data))
+    # A refused connection: the server's reason, e.g. a wrong token.
+    sio.on("connect_error", lambda data: print("connect_error:", data["message"]))
     auth = {"deviceId": "my-laptop", "clientId": "tab-1", "claimedUserId": None, "token": token}
-    await sio.connect(url, transports=["websocket"], auth=auth)
+    try:
+        await sio.connect(url, transports=["websocket"], auth=auth)
+    except socketio.exceptions.ConnectionError:
+        sys.exit(1)
     print("identity:", await identity)
     request = {
         "type": "doc",

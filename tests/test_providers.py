@@ -1,9 +1,10 @@
 """The provider contract suite: every provider must pass all of it.
 
 Parametrized over ``InMemoryProvider``, ``ORMProvider`` on SQLite,
-PostgreSQL and MariaDB, and ``PostgresProvider``; a new provider proves
-itself by being added to ``PROVIDERS``. The transactions are the contract;
-the sync tests at the end go through ``docsync.sync.sync_document``, which a
+PostgreSQL and MariaDB, ``PostgresProvider``, and the worked example of
+docs/extending.md (a provider on JSON files); a new provider proves itself
+by being added to ``PROVIDERS``. The transactions are the contract; the
+sync tests at the end go through ``docsync.sync.sync_document``, which a
 provider may answer in one step (``sync_step``).
 """
 
@@ -26,6 +27,7 @@ from docsync.squash import SquashResult, squash_document
 from docsync.sync import OwnerChanged, SyncOutcome, sync_document
 from tests.bindings import HookedListBinding, ListBinding
 from tests.conftest_db import db_param, require_database
+from tests.snippets import load_module
 
 ORIGIN = Origin(user_id=None, device_id="device-1", client_id="client-1")
 
@@ -35,15 +37,18 @@ PROVIDERS = [
     db_param("postgres", "postgres", id="orm-postgres"),
     db_param("mariadb", "mariadb", id="orm-mariadb"),
     db_param("postgres-provider", "postgres", id="postgres"),
+    db_param("docs-example", None, id="docs-json-files"),
 ]
 
 
 @pytest.fixture(params=PROVIDERS)
-def provider(request) -> BaseProvider:
+def provider(request, tmp_path) -> BaseProvider:
     alias = request.param
     if alias == "postgres-provider":
         require_database("postgres")
         return PostgresProvider(using="postgres")
+    if alias == "docs-example":
+        return load_module("json_file_provider").JSONFileProvider(tmp_path / "documents")
     require_database(alias)
     return InMemoryProvider() if alias is None else ORMProvider(using=alias)
 

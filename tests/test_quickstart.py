@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.liveserver import ROOT, LiveServer, manage
+from tests.snippets import find
 
 pytestmark = [pytest.mark.e2e]
 
@@ -26,8 +27,8 @@ def test_quickstart_client_against_example_project(tmp_path):
             timeout=30,
         )
         assert run.returncode == 0, run.stderr
-        assert "identity: {'userId': '1'}" in run.stdout
-        assert "'clock': 1" in run.stdout
+        # Exactly what the README says it prints.
+        assert run.stdout == find("output", "examples/quickstart_client.py TOKEN").code
         # What it stored is a batch the "doc" binding applies: the squash folds it.
         squashed = manage(
             "docsync_squash", "01k00000000000000000000001", env=env, settings=settings
@@ -41,6 +42,7 @@ def test_quickstart_client_against_example_project(tmp_path):
             timeout=30,
         )
         assert bad.returncode != 0
+        assert bad.stdout == find("output", "examples/quickstart_client.py not-a-token").code
     finally:
         server.stop()
 
