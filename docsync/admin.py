@@ -216,8 +216,8 @@ class DocumentAdmin(admin.ModelAdmin):
     def clocks(self, doc: Document) -> str:
         """The latest clock, and (quieter) the clock the snapshot holds."""
         return format_html(
-            '{} <span style="color: var(--body-quiet-color)" title="clock folded into the '
-            'snapshot">snap {}</span>',
+            '<span style="white-space: nowrap">{} <small style="color: var(--body-quiet-color)" '
+            'title="the clock folded into the snapshot">snap&nbsp;{}</small></span>',
             doc.latest_clock,
             doc.snapshot_clock,
         )

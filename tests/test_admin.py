@@ -208,7 +208,8 @@ def test_changelist_shows_the_clocks(admin_client, docs):
     # json-doc: snapshot at clock 0, two batches after it (latest clock 2).
     row = html[html.index("json-doc") :]
     row = row[row.index('class="field-clocks"') : row.index("</tr>")]
-    assert row.startswith('class="field-clocks">2 <span') and "snap 0" in row
+    assert row.startswith('class="field-clocks"><span style="white-space: nowrap">2 <small')
+    assert "snap&nbsp;0" in row
 
 
 DOCNODE = {
