@@ -45,6 +45,7 @@ class LiveServer:
         settings: str = "tests.e2e_settings",
         port: int | None = None,
     ):
+        self._auto_port, self._attempts = port is None, 0
         self.port = port or free_port()
         self.server = server
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, **(env or {})}
@@ -91,6 +92,16 @@ class LiveServer:
             cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
         wait_for_port(self.port, proc=self.proc)
+        # Something else may have taken the free port first (other test runs
+        # share this machine): then our server exits with "address in use"
+        # while the port answers. Try again on another port.
+        time.sleep(0.2)
+        if self.proc.poll() is not None and self._auto_port and self._attempts < 3:
+            self._attempts += 1
+            self.port = free_port()
+            return self.start()
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
