@@ -16,6 +16,7 @@ _INLINE = re.compile(
     r"|(?<![\w*])\*([^*\s][^*]*)\*"  # emphasis
 )
 _FENCE = re.compile(r"^```")
+_COMMENT = re.compile(r"^\s*<!--.*-->\s*$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _ITEM = re.compile(r"^(\s*)([-*]|\d+\.)\s+(.*)$")
 
@@ -88,7 +89,9 @@ def render_markdown(text: str, source: str = "docs/README.md") -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        if _FENCE.match(line):
+        if _COMMENT.match(line):  # e.g. the snippet markers of tests/snippets.py
+            i += 1
+        elif _FENCE.match(line):
             end = i + 1
             while end < len(lines) and not _FENCE.match(lines[end]):
                 end += 1

@@ -88,12 +88,19 @@ def guest_login(request):
 
 
 def _doc_pages() -> list[tuple[str, str]]:
-    """``(name, title)`` of each page in ``docs/``, README first."""
-    pages = []
-    for path in sorted(DOCS_DIR.glob("*.md"), key=lambda p: (p.stem != "README", p.stem)):
-        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
-        pages.append((path.stem, first.lstrip("# ").strip() or path.stem))
-    return pages
+    """``(name, title)`` of each page in ``docs/``: the index, then in its order."""
+    index = (DOCS_DIR / "README.md").read_text(encoding="utf-8")
+    order = re.findall(r"\]\(([\w-]+)\.md\)", index)
+    pages = sorted(
+        DOCS_DIR.glob("*.md"),
+        key=lambda p: (p.stem != "README", order.index(p.stem) if p.stem in order else 99, p.stem),
+    )
+    return [(path.stem, _title(path)) for path in pages]
+
+
+def _title(path) -> str:
+    first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    return first.lstrip("# ").strip() or path.stem
 
 
 def docs_page(request, name: str = "README"):

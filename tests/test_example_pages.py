@@ -21,6 +21,7 @@ def test_markdown_renders_blocks_and_escapes():
     assert "<td>&lt;i&gt;</td><td><code>2</code></td>" in html
     assert "<pre><code>x = &#x27;&lt;s&gt;&#x27;</code></pre>" in html
     assert "<script" not in render_markdown("<script>alert(1)</script>")
+    assert render_markdown("<!-- snippet: python -->\n```\nx\n```") == "<pre><code>x</code></pre>"
 
 
 def test_links_between_repository_files_become_pages():
