@@ -228,6 +228,37 @@ class OperationBatch(models.Model):
         return decode_operations(self.operations_format, self.operations)
 
 
+class ClientCommit(models.Model):
+    """The operations a client last stored in a document, to recognize its resend.
+
+    One row per client id and document, replaced by each of its writes
+    (``docsync.sync`` explains the rule): the batches they went into
+    (``clocks``, space-separated, oldest first), how many operations and
+    their digest. Squashing keeps the row; deleting the document removes it.
+    """
+
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="client_commits", db_index=False
+    )
+    client_id = DocIdField(max_length=255)
+    clocks = models.TextField()
+    count = models.PositiveIntegerField()
+    digest = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "client commit"
+        verbose_name_plural = "client commits"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "client_id"], name="docsync_commit_document_client"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}/{self.client_id}@{self.clocks}"
+
+
 class ShareRole(models.TextChoices):
     """What a share grants, each role including the ones before it."""
 

@@ -4,6 +4,24 @@ It runs inside ONE database hop: the caller wraps :func:`sync_document` (and
 the authorization before it) in a single ``database_sync_to_async`` call, and
 everything here happens in one provider transaction holding the document's
 lock, so two syncs of one document never interleave.
+
+Exactly once across a lost ack
+------------------------------
+A client whose sync was committed but never acknowledged (the server died,
+the connection dropped) sends the same operations again: the official client
+keeps them as unconfirmed, with the clock it had, and appends what was typed
+meanwhile. The server remembers, per document and ``clientId``, the
+operations that client last stored (:class:`~docsync.providers.base.ClientCommit`:
+the batches' clocks, how many operations, their digest). A request from
+that client is a *resend* when its clock is older than the first of those
+batches (so it never saw them acknowledged) and its operations begin with
+those operations. A resend stores only the operations after that prefix (if
+any, as a new batch); its response leaves out the batches it already stored,
+as for any request's own operations, and its clock is the document's latest.
+Only the last stored operations of each client are remembered, and a client
+that really means to send the very same operations again, with the same
+``clientId`` and an older clock, is answered as a resend. A provider's
+one-step sync (``sync_step``) leaves possible resends to this code.
 """
 
 from __future__ import annotations
@@ -17,9 +35,22 @@ from .events import SyncRequest
 from .exceptions import DocumentDeleted, InvalidValue, StorageError, ValidationError
 from .payload import DEFAULT_MAX_DEPTH, check_depth
 from .protocol import MAX_ATTACHMENTS, count_attachments
-from .providers.base import BaseProvider, DocRecord, Mode, Origin, SyncStep
+from .providers.base import (
+    BaseProvider,
+    ClientCommit,
+    DocRecord,
+    Mode,
+    Origin,
+    ProviderTransaction,
+    SyncStep,
+    operations_digest,
+)
 
 logger = logging.getLogger(__name__)
+
+#: The batches a chain of resends may span (consecutive unacknowledged syncs
+#: of one client that each added operations); older ones are forgotten.
+MAX_COMMIT_CLOCKS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +116,64 @@ def sync_document(
         else:
             snapshot, base = None, req.clock
         batches = tx.get_operations(base)
+        commit = _resent(tx, req, origin, record)
+        if commit is not None:
+            own = set(commit.clocks)
+            batches = [batch for batch in batches if batch.clock not in own]
         operations = [op for batch in batches for op in batch.operations]
         if req.operations:
-            clock = tx.save_operations(req.operations, origin)
+            clock = _store(tx, req, origin, record, commit)
         else:
             clock = record.latest_clock if record is not None else 0
     snapshot_clock = record.clock if record is not None else 0
     operations = fit_attachments(operations, snapshot, req.doc_type, bindings)
     return SyncOutcome(operations, snapshot, clock, max(clock - snapshot_clock, 0))
+
+
+def _resent(
+    tx: ProviderTransaction, req: SyncRequest, origin: Origin, record: DocRecord | None
+) -> ClientCommit | None:
+    """The client's last commit if ``req`` resends it (see the module docstring)."""
+    if not req.operations or not origin.client_id or record is None:
+        return None
+    if record.latest_clock <= req.clock:
+        return None  # nothing newer than the client's clock: nothing to resend
+    commit = tx.get_client_commit(origin.client_id)
+    if commit is None or commit.clocks[0] <= req.clock or commit.count > len(req.operations):
+        return None
+    head, _ = operations_digest(req.operations[: commit.count], commit.count)
+    if head != commit.digest:
+        return None
+    logger.info(
+        "docsync: client %r resent %d operations of %r already stored (clock %s): not stored again",
+        origin.client_id,
+        commit.count,
+        req.doc_id,
+        commit.clocks[-1],
+    )
+    return commit
+
+
+def _store(
+    tx: ProviderTransaction,
+    req: SyncRequest,
+    origin: Origin,
+    record: DocRecord | None,
+    commit: ClientCommit | None,
+) -> int:
+    """Append the request's new operations; remember them for the client."""
+    fresh = req.operations[commit.count :] if commit is not None else req.operations
+    if not fresh and record is not None:
+        return record.latest_clock  # a resend with nothing new: stored already
+    clock = tx.save_operations(fresh, origin)
+    if origin.client_id:
+        _, digest = operations_digest(req.operations)
+        clocks = (*commit.clocks, clock) if commit is not None else (clock,)
+        tx.save_client_commit(
+            origin.client_id,
+            ClientCommit(clocks[-MAX_COMMIT_CLOCKS:], len(req.operations), digest),
+        )
+    return clock
 
 
 class OwnerChanged(Exception):

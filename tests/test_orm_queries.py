@@ -11,8 +11,10 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
+from docsync.events import SyncRequest
 from docsync.providers.base import Origin
 from docsync.providers.orm import ORMProvider
+from docsync.sync import sync_document
 from tests.conftest_db import db_param, django_db_on, require_database
 
 ALIASES = [
@@ -96,6 +98,23 @@ def test_creating_a_document_costs_two_more_queries(alias, origin):
     # user, insert batch, update document, COMMIT (a new log is not read)
     assert count_queries(alias, sync(provider, "new", origin)) == 8
     assert count_queries(alias, pull(provider, "missing")) == 3  # BEGIN, lock, COMMIT
+
+
+def test_a_sync_remembers_what_the_client_stored_in_one_or_two_queries(alias, origin):
+    provider = ORMProvider(using=alias)
+    fill(provider, "doc", 3, origin)
+
+    def write(operations, clock):
+        req = SyncRequest("list", "doc", operations, None, clock)
+        return lambda: sync_document(provider, req, origin)
+
+    # BEGIN, lock, read log, look up the user, insert batch, upsert the
+    # client's commit, update document, COMMIT
+    assert count_queries(alias, write(["new"], 3)) == 8
+    # Behind the document (a resend is possible): its commit is looked up too.
+    assert count_queries(alias, write(["newer"], 1)) == 9
+    # A resend: BEGIN, lock, read log, look up the commit, COMMIT.
+    assert count_queries(alias, write(["newer"], 1)) == 5
 
 
 @pytest.mark.postgres

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from docsync.bindings import BindingRegistry
 from docsync.events import SyncRequest
 from docsync.exceptions import DocumentDeleted, StorageError, ValidationError
-from docsync.providers.base import BaseProvider, Batch, DocRecord, Origin
+from docsync.providers.base import BaseProvider, Batch, ClientCommit, DocRecord, Origin
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
 from docsync.providers.postgres import PostgresProvider
@@ -528,3 +528,126 @@ def test_sync_refuses_what_the_binding_could_never_apply_and_stores_nothing(prov
     with pytest.raises(InvalidValue, match=r"^operations\[0\]"):
         docnode_sync(provider, [[[7]]], clock=1)
     assert [batch.clock for batch in log(provider, DOCNODE_DOC)] == [1]
+
+
+# Client commits (what recognizes a resend, see docsync.sync).
+
+
+def test_client_commits_round_trip_per_client_and_document(provider):
+    append(provider, "doc", "a")
+    append(provider, "other", "a")
+    with provider.transaction("readwrite", "doc") as tx:
+        assert tx.get_client_commit("c1") is None
+        tx.save_client_commit("c1", ClientCommit((1,), 1, "d1"))
+        tx.save_client_commit("C1", ClientCommit((1, 3), 2, "d2"))
+        assert tx.get_client_commit("c1") == ClientCommit((1,), 1, "d1")
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_client_commit("c1", ClientCommit((4, 9), 5, "d3"))
+    with provider.transaction("readonly", "doc") as tx:
+        assert tx.get_client_commit("c1") == ClientCommit((4, 9), 5, "d3")
+        assert tx.get_client_commit("C1") == ClientCommit((1, 3), 2, "d2")
+        assert tx.get_client_commit("c1 ") is None
+    with provider.transaction("readonly", "other") as tx:
+        assert tx.get_client_commit("c1") is None
+    with provider.transaction("readonly", "missing") as tx:
+        assert tx.get_client_commit("c1") is None
+
+
+def test_client_commits_roll_back_survive_squash_and_go_with_delete(provider):
+    append(provider, "doc", ["a"])
+    with pytest.raises(Boom), provider.transaction("readwrite", "doc") as tx:
+        tx.save_client_commit("c1", ClientCommit((1,), 1, "lost"))
+        raise Boom()
+    with provider.transaction("readonly", "doc") as tx:
+        assert tx.get_client_commit("c1") is None
+        with pytest.raises(RuntimeError):
+            tx.save_client_commit("c1", ClientCommit((1,), 1, "d"))
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.save_client_commit("c1", ClientCommit((1,), 1, "d"))
+    assert squash_document(provider, registry(), "doc") == SquashResult("doc", 1, 1)
+    with provider.transaction("readonly", "doc") as tx:
+        assert tx.get_client_commit("c1") == ClientCommit((1,), 1, "d")
+    with provider.transaction("readwrite", "doc") as tx:
+        assert tx.delete_doc()
+        assert tx.get_client_commit("c1") is None
+
+
+# Resends (docsync.sync): exactly once on every provider.
+
+
+def sync_as(provider, operations, clock=0, client="client-1", serialized_doc=None):
+    req = SyncRequest("list", "doc", list(operations), serialized_doc, clock)
+    origin = Origin(user_id=None, device_id=f"dev-{client}", client_id=client)
+    return sync_document(provider, req, origin, registry())
+
+
+def stored(provider) -> list:
+    rec = record(provider, "doc")
+    logged = [op for batch in log(provider, "doc") for op in batch.operations]
+    return list(rec.serialized_doc or []) + logged
+
+
+def test_a_resend_of_an_unacknowledged_sync_is_stored_once(provider):
+    sync_as(provider, ["x1"], client="other")
+    first = sync_as(provider, ["a", "b"], clock=1)  # committed; the ack is lost
+    sync_as(provider, ["x2"], client="other")
+    again = sync_as(provider, ["a", "b"], clock=1)
+    assert stored(provider) == ["x1", "a", "b", "x2"]
+    assert (first.clock, first.operations) == (2, [])
+    # Everything up to the latest clock, without the client's own batch.
+    assert (again.clock, again.operations, again.serialized_doc) == (3, ["x2"], None)
+
+
+def test_a_resend_with_operations_typed_meanwhile_stores_only_those(provider):
+    sync_as(provider, [["a"]], clock=0)
+    sync_as(provider, ["x"], client="other")
+    res = sync_as(provider, [["a"], "b", "c"], clock=0)
+    assert stored(provider) == [["a"], "x", "b", "c"]
+    assert (res.clock, res.operations) == (3, ["x"])
+    # Lost again: the next resend covers both batches.
+    res = sync_as(provider, [["a"], "b", "c", "d"], clock=0)
+    assert stored(provider) == [["a"], "x", "b", "c", "d"]
+    assert (res.clock, res.operations) == (4, ["x"])
+    res = sync_as(provider, [["a"], "b", "c", "d"], clock=0)
+    assert stored(provider) == [["a"], "x", "b", "c", "d"]
+    assert (res.clock, res.operations) == (4, ["x"])
+
+
+def test_a_resend_after_a_squash_gets_the_snapshot_and_is_not_stored(provider):
+    sync_as(provider, ["a"], clock=0)
+    sync_as(provider, ["x"], client="other")
+    squash_document(provider, registry(), "doc")
+    res = sync_as(provider, ["a"], clock=0)
+    assert stored(provider) == ["a", "x"]
+    assert (res.clock, res.serialized_doc, res.operations) == (2, ["a", "x"], [])
+
+
+def test_binary_operations_are_recognized_too(provider):
+    sync_as(provider, [b"\x00\x01", "t"])
+    assert sync_as(provider, [b"\x00\x01", "t"]).clock == 1
+    assert sync_as(provider, [b"\x00\x02", "t"]).clock == 2
+    assert stored(provider) == [b"\x00\x01", "t", b"\x00\x02", "t"]
+
+
+@pytest.mark.parametrize(
+    "client, operations, clock",
+    [
+        ("other", ["a"], 0),  # another client sends the same operations
+        ("client-1", ["a"], 1),  # the client saw its batch acknowledged (clock 1)
+        ("client-1", ["b"], 0),  # different operations
+        ("client-1", ["b", "a"], 0),  # the same ones, not as a prefix
+        ("client-1", [["a"]], 0),  # a different value
+    ],
+)
+def test_what_is_not_a_resend_is_stored(provider, client, operations, clock):
+    sync_as(provider, ["a"])
+    res = sync_as(provider, operations, clock=clock, client=client)
+    assert res.clock == 2
+    assert stored(provider) == ["a", *operations]
+
+
+def test_only_the_last_stored_operations_count(provider):
+    sync_as(provider, ["a"])
+    sync_as(provider, ["b"], clock=1)
+    assert sync_as(provider, ["a"], clock=0).clock == 3  # forgotten: stored again
+    assert stored(provider) == ["a", "b", "a"]

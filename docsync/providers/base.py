@@ -15,6 +15,8 @@ All methods are synchronous: the server calls them inside
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,6 +94,67 @@ class SyncStep:
     refused: bool = False
 
 
+@dataclass(frozen=True)
+class ClientCommit:
+    """The operations a client last stored in a document, to recognize a resend.
+
+    ``clocks`` are the batches they went into, oldest first: one, or more when
+    resends of an unacknowledged sync brought operations added meanwhile.
+    ``count`` is how many operations that was (a prefix of the client's next
+    request if it resends) and ``digest`` their :func:`operations_digest`.
+    See ``docsync.sync`` for the rule.
+    """
+
+    clocks: tuple[int, ...]
+    count: int
+    digest: str
+
+
+_BINARY = (bytes, bytearray, memoryview)
+
+
+def operations_digest(operations: list[Any], prefix: int | None = None) -> tuple[str, str]:
+    """The SHA-256 digests of ``operations[:prefix]`` and of all of ``operations``.
+
+    Each value counts as its JSON text (or its bytes), length-framed, so two
+    lists have one digest only if they hold the same values in the same order.
+    """
+    digest = hashlib.sha256()
+    head = digest.hexdigest() if prefix == 0 else ""
+    for n, value in enumerate(operations, 1):
+        data = _framed(value)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+        if n == prefix:
+            head = digest.hexdigest()
+    return head, digest.hexdigest()
+
+
+def prefix_digests(operations: list[Any]) -> list[str]:
+    """The digest of each prefix of ``operations`` (1, 2, ... all of them), as
+    :func:`operations_digest` computes it."""
+    digest, digests = hashlib.sha256(), []
+    for value in operations:
+        data = _framed(value)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+        digests.append(digest.hexdigest())
+    return digests
+
+
+def _framed(value: Any) -> bytes:
+    if isinstance(value, _BINARY):
+        return b"b" + bytes(value)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_hex)
+    return b"j" + text.encode("utf-8", "surrogatepass")
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, _BINARY):
+        return {"$bytes": bytes(value).hex()}
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
 class ProviderTransaction:
     """One transaction on one document; see the module docstring."""
 
@@ -145,12 +208,29 @@ class ProviderTransaction:
         raise NotImplementedError(".delete_operations() must be implemented.")
 
     def delete_doc(self) -> bool:
-        """Delete the snapshot and the log and leave a tombstone.
+        """Delete the snapshot, the log and the client commits; leave a tombstone.
 
         Return ``False`` if the document did not exist or was already deleted.
         Only in ``readwrite`` mode.
         """
         raise NotImplementedError(".delete_doc() must be implemented.")
+
+    def get_client_commit(self, client_id: str) -> ClientCommit | None:
+        """Return what :meth:`save_client_commit` last stored for ``client_id``.
+
+        ``None`` when nothing was stored for that client in this document (or
+        the document was deleted since).
+        """
+        raise NotImplementedError(".get_client_commit() must be implemented.")
+
+    def save_client_commit(self, client_id: str, commit: ClientCommit) -> None:
+        """Remember ``commit`` as ``client_id``'s last stored operations.
+
+        It replaces what was stored for that client and document (one record
+        per client and document); ``delete_doc`` forgets them all. Squashing
+        keeps them. Only in ``readwrite`` mode, after the document exists.
+        """
+        raise NotImplementedError(".save_client_commit() must be implemented.")
 
     def record_squash_failure(self, message: str | None) -> None:
         """Remember why the last squash failed (``None`` clears it).
@@ -192,7 +272,14 @@ class BaseProvider:
         does not exist or whose ``owner_id`` is not ``owner`` is refused.
         A first snapshot is always left to :meth:`transaction` (return
         ``None``): that is where the binding checks it before it is stored.
-        The default always returns ``None``.
+        Resends too (``docsync.sync``): a write whose client has a commit in
+        the document with a first clock newer than ``req.clock`` (and whose
+        operations may begin with that commit's) is left to
+        :meth:`transaction`, and every write saves the client's commit as
+        :meth:`ProviderTransaction.save_client_commit` would
+        (``ClientCommit((clock,), len(req.operations),
+        operations_digest(req.operations)[1])``). The default always returns
+        ``None``.
         """
         return None
 

@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
+from .base import (
+    BaseProvider,
+    Batch,
+    ClientCommit,
+    DocRecord,
+    Mode,
+    Origin,
+    ProviderTransaction,
+)
 
 
 @dataclass
@@ -27,9 +35,10 @@ class _StoredDoc:
     deleted: bool = False
     owner_id: str | None = None
     batches: list[tuple[int, list[Any], Origin]] = field(default_factory=list)
+    commits: dict[str, ClientCommit] = field(default_factory=dict)
 
     def copy(self) -> _StoredDoc:
-        return replace(self, batches=list(self.batches))
+        return replace(self, batches=list(self.batches), commits=dict(self.commits))
 
 
 class InMemoryTransaction(ProviderTransaction):
@@ -92,12 +101,19 @@ class InMemoryTransaction(ProviderTransaction):
         doc.batches = [b for b in doc.batches if b[0] > up_to_clock]
         return before - len(doc.batches)
 
+    def get_client_commit(self, client_id: str) -> ClientCommit | None:
+        return None if self.doc is None else self.doc.commits.get(client_id)
+
+    def save_client_commit(self, client_id: str, commit: ClientCommit) -> None:
+        self._writable_doc(None).commits[client_id] = commit
+
     def delete_doc(self) -> bool:
         if self.doc is None or self.doc.deleted:
             return False
         doc = self._writable_doc(None)
         doc.serialized_doc = None
         doc.batches = []
+        doc.commits = {}
         doc.deleted = True
         return True
 

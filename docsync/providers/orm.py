@@ -34,6 +34,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..exceptions import StorageError, StorageUnavailable
+from ..models import ClientCommit as CommitRow
 from ..models import (
     Document,
     OperationBatch,
@@ -42,7 +43,15 @@ from ..models import (
     encode_snapshot,
 )
 from ..outage import connection_lost
-from .base import BaseProvider, Batch, DocRecord, Mode, Origin, ProviderTransaction
+from .base import (
+    BaseProvider,
+    Batch,
+    ClientCommit,
+    DocRecord,
+    Mode,
+    Origin,
+    ProviderTransaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +176,43 @@ class ORMTransaction(ProviderTransaction):
         batches = self.doc.batches.using(self.using).filter(clock__lte=up_to_clock)
         return batches.delete()[0]
 
+    def get_client_commit(self, client_id: str) -> ClientCommit | None:
+        if self.doc is None or not self.exists:
+            return None
+        rows = self.doc.client_commits.using(self.using).filter(client_id=client_id)
+        row = rows.values_list("clocks", "count", "digest").first()
+        if row is None:
+            return None
+        clocks, count, digest = row
+        return ClientCommit(tuple(int(c) for c in clocks.split()), count, digest)
+
+    def save_client_commit(self, client_id: str, commit: ClientCommit) -> None:
+        self.check_writable()
+        assert self.doc is not None and self.exists, "save_client_commit before the document"
+        # One upsert on the unique (document, client_id), as for the placeholder.
+        target = {}
+        if connections[self.using].features.supports_update_conflicts_with_target:
+            target["unique_fields"] = ["document", "client_id"]
+        row = CommitRow(
+            document=self.doc,
+            client_id=client_id,
+            clocks=" ".join(map(str, commit.clocks)),
+            count=commit.count,
+            digest=commit.digest,
+        )
+        CommitRow.objects.using(self.using).bulk_create(
+            [row],
+            update_conflicts=True,
+            update_fields=["clocks", "count", "digest", "updated_at"],
+            **target,
+        )
+
     def delete_doc(self) -> bool:
         self.check_writable()
         if self.doc is None or not self.exists or self.doc.deleted_at is not None:
             return False
         self.doc.batches.using(self.using).all().delete()
+        self.doc.client_commits.using(self.using).all().delete()
         self._snapshot, self._snapshot_loaded = None, True
         self._set(snapshot=None, snapshot_format="", deleted_at=timezone.now())
         return True

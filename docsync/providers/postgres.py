@@ -13,6 +13,9 @@ the ORM provider's transactions. A sync is answered in one statement instead
   and one commit. Each of its statements sees what committed before it (a
   PL/pgSQL function takes a new snapshot per statement), so a writer that
   waited for the row lock reads the batch it waited for.
+  It also remembers what the client stored (``docsync_clientcommit``), and
+  leaves a possible resend of the client's last stored operations
+  (``docsync.sync``) to the ORM path.
 * A sync without operations (a pull) takes no lock: one ``SELECT`` reads the
   document and the log tail in one snapshot, so a burst of pulls after a
   ``dirty`` never queues behind writers, and writers never wait for readers.
@@ -39,12 +42,16 @@ from django.db import DatabaseError, connections
 from ..exceptions import StorageError, StorageUnavailable
 from ..models import decode_operations, decode_snapshot, encode_operations
 from ..outage import connection_lost
-from .base import Batch, DocRecord, Origin, SyncStep
+from .base import Batch, DocRecord, Origin, SyncStep, prefix_digests
 from .orm import ORMProvider
 
 logger = logging.getLogger(__name__)
 
-FUNCTION = "docsync_sync_v2"
+FUNCTION = "docsync_sync_v3"
+
+#: Requests with more operations than this send no prefix digests: a possible
+#: resend of theirs is left to the ORM path.
+MAX_PREFIX_DIGESTS = 64
 
 # Changing this text needs a new FUNCTION name (processes of the old version
 # keep calling theirs while a deployment rolls over).
@@ -52,13 +59,14 @@ FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION {function}(
     p_doc_id text, p_doc_type text, p_clock bigint, p_has_doc boolean,
     p_fmt text, p_ops bytea, p_user text, p_device text, p_client text, p_expect_new boolean,
-    p_owner text)
+    p_owner text, p_count integer, p_digest text, p_prefixes text[])
 RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     d record;
+    c record;
     v_created boolean := false;
     v_user {user_pk_type};
     v_send boolean;
@@ -112,6 +120,17 @@ BEGIN
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
         RETURN;
     END IF;
+    -- A resend of the client's last stored operations (docsync.sync): the ORM path.
+    IF coalesce(p_client, '') <> '' THEN
+        SELECT cc.clocks, cc.count, cc.digest INTO c FROM docsync_clientcommit cc
+         WHERE cc.document_id = d.id AND cc.client_id = p_client;
+        IF FOUND AND split_part(c.clocks, ' ', 1)::bigint > p_clock AND (p_prefixes IS NULL
+                OR (c.count <= cardinality(p_prefixes) AND p_prefixes[c.count] = c.digest)) THEN
+            RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
+                NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
+            RETURN;
+        END IF;
+    END IF;
     v_send := d.snapshot_format <> '' AND (NOT p_has_doc OR d.snapshot_clock > p_clock);
     v_base := CASE WHEN v_send THEN d.snapshot_clock ELSE p_clock END;
     RETURN QUERY SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
@@ -124,6 +143,13 @@ BEGIN
     VALUES (d.id, v_clock, p_ops, p_fmt, v_user, coalesce(p_device, ''),
         coalesce(p_client, ''), now());
     UPDATE docsync_document SET latest_clock = v_clock, updated_at = now() WHERE id = d.id;
+    IF coalesce(p_client, '') <> '' THEN  -- what the client stored, for its resend
+        INSERT INTO docsync_clientcommit (document_id, client_id, clocks, count, digest,
+            updated_at)
+        VALUES (d.id, p_client, v_clock::text, p_count, p_digest, now())
+        ON CONFLICT (document_id, client_id) DO UPDATE SET clocks = EXCLUDED.clocks,
+            count = EXCLUDED.count, digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at;
+    END IF;
     -- The record as it was before this sync's batch (clock: its latest_clock).
     RETURN QUERY SELECT 'doc'::text, d.latest_clock, d.snapshot_format::text,
         CASE WHEN v_send THEN (SELECT t.snapshot FROM docsync_document t WHERE t.id = d.id) END,
@@ -135,7 +161,7 @@ $fn$
 WRITE_SQL = (
     f"SELECT * FROM {FUNCTION}("
     "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
-    "%s::text, %s::boolean, %s::text)"
+    "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[])"
 )
 
 # One statement, one snapshot, no lock: the record and the log tail agree.
@@ -183,6 +209,7 @@ class PostgresProvider(ORMProvider):
         params: Any
         if req.operations:
             fmt, data = encode_operations(req.operations)
+            prefixes = prefix_digests(req.operations)
             params = (
                 req.doc_id,
                 req.doc_type,
@@ -195,6 +222,9 @@ class PostgresProvider(ORMProvider):
                 origin.client_id,
                 expect_new,
                 owner,
+                len(req.operations),
+                prefixes[-1],
+                prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             )
             rows = self._execute(WRITE_SQL, params, req.doc_id)
         else:
