@@ -71,8 +71,10 @@ DEFAULTS: dict[str, Any] = {
     # Squash a document's log into its snapshot once this many batches are
     # pending (0 disables squashing).
     "SQUASH_THRESHOLD": 100,
-    # A connection whose requests keep being refused is slowed down: after
-    # this many errors within ERROR_WINDOW seconds, each further answer waits.
+    # A connection, or a user over all its connections, whose requests keep
+    # being refused is slowed down: after this many errors within
+    # ERROR_WINDOW seconds, further error answers go out one at a time,
+    # ERROR_DELAY seconds apart.
     "ERROR_BURST": 20,
     "ERROR_WINDOW": 1.0,
     "ERROR_DELAY": 0.25,
@@ -84,6 +86,23 @@ DEFAULTS: dict[str, Any] = {
     # alias in DATABASES), and the seconds each probe may take.
     "HEALTH_DATABASES": None,
     "HEALTH_TIMEOUT": 2.0,
+    # The same refusal of the same document, again and again (a tab retrying
+    # a deleted document): the 2nd answer waits REFUSAL_BACKOFF seconds, each
+    # next one twice as long, up to REFUSAL_BACKOFF_MAX (under the official
+    # client's 5 s ack timeout); a success on that document starts over.
+    "REFUSAL_BACKOFF": 0.1,
+    "REFUSAL_BACKOFF_MAX": 4.0,
+    # Failed logins: after CONNECT_FAILURE_BURST CONNECTs with bad credentials
+    # from one client address within CONNECT_FAILURE_WINDOW seconds, that
+    # address's CONNECTs are answered one at a time, CONNECT_FAILURE_DELAY
+    # seconds apart.
+    "CONNECT_FAILURE_BURST": 10,
+    "CONNECT_FAILURE_WINDOW": 60.0,
+    "CONNECT_FAILURE_DELAY": 1.0,
+    # Documents one connection may have open (synced and not unsubscribed),
+    # and connections one user may have open on one process (0: no limit).
+    "MAX_DOCUMENTS_PER_CONNECTION": 1000,
+    "MAX_CONNECTIONS_PER_USER": 100,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -178,6 +197,13 @@ RULES: dict[str, Rule] = {
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
         ),
     ),
+    "REFUSAL_BACKOFF": number(0, "seconds; 0 never backs off"),
+    "REFUSAL_BACKOFF_MAX": number(0, "seconds"),
+    "CONNECT_FAILURE_BURST": whole(0, "failed CONNECTs"),
+    "CONNECT_FAILURE_WINDOW": number(0, "seconds"),
+    "CONNECT_FAILURE_DELAY": number(0, "seconds"),
+    "MAX_DOCUMENTS_PER_CONNECTION": whole(0, "documents; 0 for no limit"),
+    "MAX_CONNECTIONS_PER_USER": whole(0, "connections; 0 for no limit"),
 }
 
 

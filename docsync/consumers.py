@@ -17,7 +17,6 @@ import hashlib
 import logging
 import re
 import time
-from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -38,6 +37,7 @@ from .providers.base import Origin
 from .revocation import session_hash, user_group
 from .server import _SIGNALS, DocSyncServer, Event, Grants
 from .state import Member, has_collaborators
+from .throttle import Backoff
 from .transport import EngineIOConsumer, new_sid
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ class DocSyncConsumer(EngineIOConsumer):
         self.docs: set[str] = set()
         self.pending: p.Packet | None = None
         self.pending_bytes = 0
-        self.errors: deque[float] = deque()
         # What authorize allowed this connection; revocations clear it.
         self.grants = Grants()
         # Drops the transport when the connection's token expires.
@@ -68,6 +67,10 @@ class DocSyncConsumer(EngineIOConsumer):
         # For the connection's end line (docsync.logs).
         self.opened = time.monotonic()
         self.refused: str | None = None
+        from .conf import docsync_settings as s
+
+        self.backoff = Backoff(s.REFUSAL_BACKOFF, s.REFUSAL_BACKOFF_MAX)
+        self.held_answers: set[asyncio.Task] = set()
 
     @property
     def connected(self) -> bool:
@@ -167,8 +170,19 @@ class DocSyncConsumer(EngineIOConsumer):
         if self.identity is not None:
             await self.shutdown("transport close")
             return
+        address = _client_address(self.scope)
+        failures = self.srv.login_failures
         try:
-            identity = await handshake(self.srv, self.scope, auth)
+            # An address that keeps failing waits its turn (one at a time).
+            async with failures.turn(address):
+                try:
+                    identity = await handshake(self.srv, self.scope, auth)
+                except StorageUnavailable:
+                    raise  # not the client's failure
+                except DocsyncError:
+                    failures.failed(address)
+                    raise
+                self.srv.add_user_connection(identity["userId"])
         except StorageUnavailable as exc:
             # Closing the transport (not CONNECT_ERROR, after which the official
             # client gives up) makes clients reconnect until storage is back.
@@ -224,7 +238,10 @@ class DocSyncConsumer(EngineIOConsumer):
             except Exception:  # the other documents are still left
                 logger.exception("docsync: leaving %r on %s failed", doc_id, reason)
         event = self._event(reason=reason)
+        self.srv.remove_user_connection(self.identity["userId"])
         self.identity = None
+        for task in self.held_answers:
+            task.cancel()
         if self.user_group is not None:
             await self.layer_group_discard(self.user_group)
         await self.srv.emit("client_disconnect", event, user=self.user)
@@ -256,21 +273,48 @@ class DocSyncConsumer(EngineIOConsumer):
                 await self._answer_error(packet.id, exc)
             return
         handler = self._handlers.get(event.name)
+        arg = event.arg
+        doc_id = arg.get("docId") if isinstance(arg, dict) else None
+        doc_id = doc_id if isinstance(doc_id, str) else None
         try:
             if handler is None:
                 raise ValidationError(f"Unknown event: {event.name}")
-            await handler(self, event.arg, event.ack_id)
+            await handler(self, arg, event.ack_id)
         except DocsyncError as exc:
             self._request_failed(event.name, event.arg, exc)
-            if event.ack_id is not None:
-                await self._answer_error(event.ack_id, exc, event.name)
-            return
+            error: DocsyncError | None = exc
         except Exception as exc:
             logger.exception("docsync: %s failed", event.name)
             self._request_failed(event.name, event.arg, exc)
-            if event.ack_id is not None:
-                await self._answer_error(event.ack_id, None, event.name)
+            error = None  # answered as an internal error, never with its text
+        else:
+            if doc_id is not None:
+                self.backoff.succeeded(doc_id)
             return
+        if event.ack_id is not None:
+            await self._refuse(event.ack_id, error, event.name, doc_id)
+
+    async def _refuse(
+        self, ack_id: int, exc: DocsyncError | None, name: str, doc_id: str | None
+    ) -> None:
+        """Answer a refusal; the same one again and again waits longer each time.
+
+        The answer is held back in a task of its own, so that the connection's
+        other requests (other documents) are served meanwhile.
+        """
+        key = (doc_id, name, type(exc).__name__, exc.message if exc is not None else None)
+        delay = self.backoff.refused(key)
+        if delay <= 0:
+            await self._answer_error(ack_id, exc, name)
+            return
+
+        async def answer_later() -> None:
+            await asyncio.sleep(delay)
+            await self._answer_error(ack_id, exc, name)
+
+        task = asyncio.get_running_loop().create_task(answer_later())
+        self.held_answers.add(task)
+        task.add_done_callback(self.held_answers.discard)
 
     def _request_failed(self, name: str, arg: Any, exc: Exception) -> None:
         """The request's line in ``docsync.requests`` (what the client was told).
@@ -304,17 +348,12 @@ class DocSyncConsumer(EngineIOConsumer):
         await self._send_frames(p.encode_ack(ack_id, body))
 
     async def _throttle(self) -> None:
-        """Slow down a connection whose requests keep failing (the official
-        client retries at once, forever)."""
-        from .conf import docsync_settings as s
-
-        now = time.monotonic()
-        errors = self.errors
-        errors.append(now)
-        while errors and errors[0] < now - s.ERROR_WINDOW:
-            errors.popleft()
-        if len(errors) > s.ERROR_BURST:
-            await asyncio.sleep(s.ERROR_DELAY)
+        """Slow down a user whose requests keep failing, over all its
+        connections (the official client retries at once, forever)."""
+        user = self.identity["userId"] if self.identity is not None else f"sid:{self.sid}"
+        refusals = self.srv.refusals
+        async with refusals.turn(user):
+            refusals.failed(user)
 
     def _origin(self) -> Origin:
         ident = self.identity
@@ -328,6 +367,14 @@ class DocSyncConsumer(EngineIOConsumer):
             await self._sync_event(_raw_sync(data), started, error=exc)
             raise
         doc_id = req.doc_id
+        limit = self.srv.max_documents
+        if limit and doc_id not in self.docs and len(self.docs) >= limit:
+            exc = ValidationError(
+                f"Too many documents open on this connection (at most {limit}): "
+                "unsubscribe-doc some first."
+            )
+            await self._sync_event(req.as_wire(), started, error=exc)
+            raise exc
         # Requests for one document queue up in this process, except pulls on a
         # provider whose reads take no lock (a pull never waits for writers).
         unlocked = not req.operations and getattr(self.srv.provider, "unlocked_reads", False)
@@ -579,6 +626,13 @@ def _raw_sync(data: Any) -> dict[str, Any]:
     """The wire fields of a sync request that failed validation, as they came."""
     data = data if isinstance(data, dict) else {}
     return {key: data.get(key) for key in ("type", "docId", "operations", "serializedDoc", "clock")}
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    """The client's address as the ASGI server saw it (behind a proxy: as the
+    proxy headers middleware of the server, if trusted, rewrote it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _refused_event(auth: Any, reason: str) -> Event:

@@ -25,12 +25,13 @@ from channels.db import database_sync_to_async
 from . import signals
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .events import DocRequest, SyncRequest
-from .exceptions import PermissionDenied, StorageUnavailable
+from .exceptions import AuthenticationFailed, PermissionDenied, StorageUnavailable
 from .outage import StorageOutage, guarded
 from .providers.base import BaseProvider, Origin
 from .squash import squash_document
 from .state import BaseState, InProcessState
 from .sync import OwnerChanged, SyncOutcome, sync_document
+from .throttle import KeyedThrottle
 
 if TYPE_CHECKING:
     from .consumers import DocSyncConsumer
@@ -227,6 +228,10 @@ class DocSyncServer:
         self._pull_guard = threading.Lock()
         # True once close() began: readiness (docsync.health) fails from then on.
         self.draining = False
+        # Abuse costs the abuser (docsync.throttle): per client address and per user.
+        self.login_failures = KeyedThrottle("CONNECT_FAILURE")
+        self.refusals = KeyedThrottle("ERROR")
+        self._user_connections: dict[str, int] = {}
         self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
         # Skip the thread hop when nothing in a request can block: a provider
         # that says so (in memory) and an authorize that is async or marked
@@ -576,6 +581,35 @@ class DocSyncServer:
     def connections(self) -> int:
         """Number of connections this process serves."""
         return len(self._consumers)
+
+    @property
+    def max_documents(self) -> int:
+        """Documents one connection may have open (``MAX_DOCUMENTS_PER_CONNECTION``)."""
+        from .conf import docsync_settings
+
+        return docsync_settings.MAX_DOCUMENTS_PER_CONNECTION
+
+    def add_user_connection(self, user_id: str) -> None:
+        """Count a connection of ``user_id``; refuse one over ``MAX_CONNECTIONS_PER_USER``."""
+        from .conf import docsync_settings
+
+        limit = docsync_settings.MAX_CONNECTIONS_PER_USER
+        count = self._user_connections.get(user_id, 0)
+        if limit and count >= limit:
+            raise AuthenticationFailed(f"Too many connections for this user (at most {limit})")
+        self._user_connections[user_id] = count + 1
+
+    def remove_user_connection(self, user_id: str) -> None:
+        """A connection counted by :meth:`add_user_connection` ended."""
+        count = self._user_connections.get(user_id, 0) - 1
+        if count > 0:
+            self._user_connections[user_id] = count
+        else:
+            self._user_connections.pop(user_id, None)
+
+    def user_connections(self, user_id: str) -> int:
+        """Connections ``user_id`` has open on this process."""
+        return self._user_connections.get(user_id, 0)
 
     async def close(self) -> None:
         """Close every connection of this process with ``server shutting down``."""

@@ -43,12 +43,30 @@ class RawLiveClient:
     async def connect(self, auth: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
         """Open and complete CONNECT; return the ``identity`` event's data."""
         await self.open(timeout)
+        return await self.connect_on_open(auth, timeout)
+
+    async def connect_on_open(self, auth: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+        """Complete CONNECT on an open socket; return the ``identity`` event's data."""
         await self.send("40" + dumps(auth))
-        answer = await self.next_frame(timeout)
+        answer = await self.wait_connect_answer(timeout)
+        if answer is None:
+            raise ConnectionError("the server closed the connection")
         if not answer.startswith("40"):
             raise ConnectionRefusedError(answer)
         identity = await self.next_frame(timeout)
         return json.loads(identity[2:])[1]
+
+    async def wait_connect_answer(self, timeout: float = 5) -> str | None:
+        """The next CONNECT or CONNECT_ERROR frame (``None`` if the socket closes)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                frame = await self.next_frame(max(remaining, 0.001))
+            except ConnectionError:
+                return None
+            if isinstance(frame, str) and frame[:2] in ("40", "44"):
+                return frame
 
     async def _read(self) -> None:
         try:
@@ -61,10 +79,10 @@ class RawLiveClient:
                     start = body.index("[")
                     future = self.calls.pop(int(body[:start]), None)
                     if future is not None and not future.done():
-                        future.set_result(json.loads(body[start:])[0])
+                        future.set_result(_loads(body[start:])[0])
                     continue
                 if isinstance(frame, str) and frame.startswith("42"):
-                    name, *args = json.loads(frame[2:])
+                    name, *args = _loads(frame[2:])
                     self.events.append((name, args[0] if args else None))
                 await self.frames.put(frame)
         except websockets.ConnectionClosed:
@@ -78,8 +96,13 @@ class RawLiveClient:
             self.calls.clear()
 
     async def send(self, frame: str | bytes) -> None:
+        """Send a text (str) or binary (bytes) frame; lone surrogates go out as
+        the invalid UTF-8 they make (a text frame the server must refuse)."""
         try:
-            await self.ws.send(frame)
+            if isinstance(frame, str):
+                await self.ws.send(frame.encode("utf-8", "surrogatepass"), text=True)
+            else:
+                await self.ws.send(frame)
         except websockets.ConnectionClosed as exc:
             raise ConnectionError("the server closed the connection") from exc
 
@@ -117,3 +140,11 @@ class RawLiveClient:
             await self.ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def _loads(text: str) -> Any:
+    """JSON from the server; nesting too deep for Python's parser stays text."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return [text]

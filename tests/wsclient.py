@@ -76,8 +76,14 @@ class RawClient:
         self, user: str, device: str | None = None, client: str | None = None
     ) -> list[str]:
         await self.open()
+        return await self.connect_on_open(user, device, client)
+
+    async def connect_on_open(
+        self, user: str, device: str | None = None, client: str | None = None
+    ) -> list[str]:
+        """CONNECT on an open socket; return the CONNECT answer and ``identity``."""
         await self.send("40" + dumps(auth(user, device, client)))
-        return [await self.recv(), await self.recv()]
+        return [await self.recv(3), await self.recv(3)]
 
     async def emit(self, name: str, data: Any) -> int:
         """Send an event with the next ack id; return that id."""
