@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from .conf import docsync_settings
 
@@ -36,19 +37,20 @@ class KeyedThrottle:
     def __init__(self, setting: str) -> None:
         self.setting = setting
         self._failures: OrderedDict[Hashable, deque[float]] = OrderedDict()
-        self._turns: dict[Hashable, list] = {}  # key -> [lock, callers waiting or in it]
+        # key -> the lock callers of that key take turns on, and how many wait or hold it
+        self._turns: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}
 
     @property
     def burst(self) -> int:
-        return getattr(docsync_settings, f"{self.setting}_BURST")
+        return int(getattr(docsync_settings, f"{self.setting}_BURST"))
 
     @property
     def window(self) -> float:
-        return getattr(docsync_settings, f"{self.setting}_WINDOW")
+        return float(getattr(docsync_settings, f"{self.setting}_WINDOW"))
 
     @property
     def delay(self) -> float:
-        return getattr(docsync_settings, f"{self.setting}_DELAY")
+        return float(getattr(docsync_settings, f"{self.setting}_DELAY"))
 
     def _recent(self, key: Hashable, now: float) -> deque[float] | None:
         failures = self._failures.get(key)
@@ -86,15 +88,15 @@ class KeyedThrottle:
         if delay <= 0 or not self.throttled(key):
             yield
             return
-        entry = self._turns.setdefault(key, [asyncio.Lock(), 0])
-        entry[1] += 1
+        lock, users = self._turns.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
-            async with entry[0]:
+            async with lock:
                 await asyncio.sleep(delay)
                 yield
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
+            users[0] -= 1
+            if users[0] == 0:
                 del self._turns[key]
 
 
@@ -108,9 +110,9 @@ class Backoff:
 
     def __init__(self, base: float, cap: float, max_keys: int = 256) -> None:
         self.base, self.cap, self.max_keys = base, cap, max_keys
-        self._counts: OrderedDict[tuple, int] = OrderedDict()
+        self._counts: OrderedDict[tuple[Any, ...], int] = OrderedDict()
 
-    def refused(self, key: tuple) -> float:
+    def refused(self, key: tuple[Any, ...]) -> float:
         """Count a refusal (``key`` starts with the document id); return its delay."""
         count = self._counts.pop(key, 0) + 1
         self._counts[key] = count
@@ -118,7 +120,7 @@ class Backoff:
             self._counts.popitem(last=False)
         if count == 1 or self.base <= 0:
             return 0.0
-        return min(self.base * 2 ** min(count - 2, 30), self.cap)
+        return float(min(self.base * 2 ** min(count - 2, 30), self.cap))
 
     def succeeded(self, doc_id: str) -> None:
         """A request about ``doc_id`` succeeded: its refusals start over."""
