@@ -300,10 +300,14 @@ class DocSyncConsumer(EngineIOConsumer):
         """Answer a refusal; the same one again and again waits longer each time.
 
         The answer is held back in a task of its own, so that the connection's
-        other requests (other documents) are served meanwhile.
+        other requests (other documents) are served meanwhile. Storage outages
+        are not backed off (``ERROR_*`` still limits a storm of them).
         """
-        key = (doc_id, name, type(exc).__name__, exc.message if exc is not None else None)
-        delay = self.backoff.refused(key)
+        if isinstance(exc, StorageUnavailable):
+            delay = 0.0  # an outage is not the client's doing: the first retry after it succeeds
+        else:
+            key = (doc_id, name, type(exc).__name__, exc.message if exc is not None else None)
+            delay = self.backoff.refused(key)
         if delay <= 0:
             await self._answer_error(ack_id, exc, name)
             return
