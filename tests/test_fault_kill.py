@@ -1,4 +1,5 @@
-"""Exactly once across a crash: uvicorn on PostgreSQL is SIGKILLed four times
+"""Exactly once across a crash: uvicorn on PostgreSQL (ORMProvider, and
+PostgresProvider's one-statement syncs) is SIGKILLed four times
 under 20 writers that resend like the official client (its unconfirmed
 operations, with the clock it had, plus what was typed meanwhile). Every
 operation ends up stored exactly once, and no writer is sent its own
@@ -21,10 +22,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 WRITERS, OPS, KILLS = 20, 60, 4
 
 
-def server_env(pg_url: str) -> dict[str, str]:
+PROVIDERS = ["docsync.providers.orm.ORMProvider", "docsync.providers.postgres.PostgresProvider"]
+
+
+def server_env(pg_url: str, provider: str) -> dict[str, str]:
     return {
         "E2E_DATABASE_URL": pg_url,
-        "E2E_PROVIDER": "docsync.providers.orm.ORMProvider",
+        "E2E_PROVIDER": provider,
         "E2E_BINDINGS": json.dumps({"doc": "tests.bindings.ListBinding"}),
         "E2E_SQUASH_THRESHOLD": "10",
     }
@@ -94,8 +98,9 @@ async def read_all(server: LiveServer, doc: str) -> list:
     return [tuple(op) for op in list(data["serializedDoc"] or []) + data["operations"]]
 
 
-async def test_sigkill_under_resending_writers_loses_and_duplicates_nothing(pg_url):
-    env = server_env(pg_url)
+@pytest.mark.parametrize("provider", PROVIDERS, ids=["orm", "postgres"])
+async def test_sigkill_under_resending_writers_loses_and_duplicates_nothing(pg_url, provider):
+    env = server_env(pg_url, provider)
     server = LiveServer(env=env, server="uvicorn").start()
     servers = [server]
     doc = "01k" + uuid.uuid4().hex[:23]
