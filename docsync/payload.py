@@ -100,18 +100,26 @@ def loads(text: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     try:
         value = _decode(text)
     except _BadNumber:
-        value = _decode_marked(text)
+        value = _decode_deep(text, max_depth)
     except RecursionError:
         raise _invalid(_deep_path(text, max_depth), _too_deep(max_depth)) from None
     except ValueError as exc:
         if "integer string conversion" not in str(exc):
             raise
-        value = _decode_marked(text)
+        value = _decode_deep(text, max_depth)
     else:
         if not _suspect(text):
             return value
     check(value)
     return value
+
+
+def _decode_deep(text: str, max_depth: int) -> Any:
+    """The second, marking decode: a refused number may sit in text too deep too."""
+    try:
+        return _decode_marked(text)
+    except RecursionError:
+        raise _invalid(_deep_path(text, max_depth), _too_deep(max_depth)) from None
 
 
 def _too_deep(max_depth: int) -> str:

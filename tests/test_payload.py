@@ -31,6 +31,9 @@ def nested_text(depth: int, inner: str = "") -> str:
         ('{"n":[Infinity]}', ("n", 0), "Infinity"),
         # Too deep for the decoder itself: refused at decode, the field named.
         ('{"d":' + nested_text(50_000) + "}", ("d",) + (0,) * 127, "nested too deeply"),
+        # ... also with a refused number before it (found by tests/test_fuzz.py).
+        ('{"n":NaN,"d":' + nested_text(50_000) + "}", ("d",) + (0,) * 127, "nested too deeply"),
+        ('{"n":' + "9" * 5000 + ',"d":' + nested_text(50_000) + "}", ("d",) + (0,) * 127, "deeply"),
     ],
 )
 def test_refused_values_name_their_field(text, path, words):
