@@ -8,3 +8,8 @@ def token_authenticate(request):
     if token == "explode":
         raise RuntimeError("boom")
     return None
+
+
+def allow_all_but_deletes(event):
+    """Everything but ``delete-doc`` (the fuzzer may not delete what others read)."""
+    return event.type != "delete-doc"

@@ -35,6 +35,10 @@ DOCSYNC = {
     "MAX_PRESENCE": int(os.environ.get("E2E_MAX_PRESENCE", "16384")),
     "HEALTH_TIMEOUT": float(os.environ.get("E2E_HEALTH_TIMEOUT", "2.0")),
 }
+if os.environ.get("E2E_DOCSYNC"):  # any other DOCSYNC settings, as JSON
+    import json
+
+    DOCSYNC.update(json.loads(os.environ["E2E_DOCSYNC"]))
 if os.environ.get("E2E_BINDINGS"):
     import json
 
