@@ -129,7 +129,7 @@ async def test_identical_refusals_wait_longer_each_time_and_start_over_on_succes
         gaps.append(await timed(ask(tab, "sync", pull(DOC), timeout=3)))
     assert gaps[0] < 0.04, gaps
     for gap, expected in zip(gaps[1:], [0.05, 0.1, 0.2, 0.4, 0.4, 0.4], strict=True):
-        assert expected - 0.01 <= gap < expected + 0.15, gaps
+        assert expected - 0.01 <= gap < expected + 0.6, gaps  # lower bounds: the doubling
 
     # While a refusal is held back, the connection's other documents are served.
     held = await tab.emit("sync", pull(DOC))
