@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -35,3 +36,13 @@ def pg_url():
     yield url
     with psycopg.connect(**admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def server_env(pg_url: str, provider: str) -> dict[str, str]:
+    """A live server's environment: ``pg_url``, ``provider``, list binding, squash every 10."""
+    return {
+        "E2E_DATABASE_URL": pg_url,
+        "E2E_PROVIDER": provider,
+        "E2E_BINDINGS": json.dumps({"doc": "tests.bindings.ListBinding"}),
+        "E2E_SQUASH_THRESHOLD": "10",
+    }

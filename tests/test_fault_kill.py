@@ -8,11 +8,11 @@ operations back."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 
 import pytest
 
+from tests.e2e_db import server_env
 from tests.liveserver import LiveServer
 from tests.rawws import RawLiveClient
 from tests.wsclient import auth
@@ -23,15 +23,6 @@ WRITERS, OPS, KILLS = 20, 60, 4
 
 
 PROVIDERS = ["docsync.providers.orm.ORMProvider", "docsync.providers.postgres.PostgresProvider"]
-
-
-def server_env(pg_url: str, provider: str) -> dict[str, str]:
-    return {
-        "E2E_DATABASE_URL": pg_url,
-        "E2E_PROVIDER": provider,
-        "E2E_BINDINGS": json.dumps({"doc": "tests.bindings.ListBinding"}),
-        "E2E_SQUASH_THRESHOLD": "10",
-    }
 
 
 class Writer:

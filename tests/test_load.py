@@ -6,11 +6,11 @@ provider and on PostgresProvider (one statement per sync, unlocked pulls)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 
 import pytest
 
+from tests.e2e_db import server_env
 from tests.liveserver import LiveServer
 from tests.sioclient import Client
 
@@ -25,15 +25,6 @@ PROVIDERS = ["docsync.providers.orm.ORMProvider", "docsync.providers.postgres.Po
 @pytest.fixture(params=PROVIDERS, ids=["orm", "postgres"])
 def provider(request) -> str:
     return request.param
-
-
-def server_env(pg_url: str, provider: str) -> dict[str, str]:
-    return {
-        "E2E_DATABASE_URL": pg_url,
-        "E2E_PROVIDER": provider,
-        "E2E_BINDINGS": json.dumps({"doc": "tests.bindings.ListBinding"}),
-        "E2E_SQUASH_THRESHOLD": "10",
-    }
 
 
 async def writer(url: str, doc: str, n: int, acked: list, stop_on_error: bool = False) -> None:
