@@ -7,7 +7,7 @@ unchanged, and every other use (squashing, deleting, the admin) goes through
 the ORM provider's transactions. A sync is answered in one statement instead
 (:meth:`PostgresProvider.sync_step`):
 
-* A sync with operations calls the server-side function ``docsync_sync_v2``:
+* A sync with operations calls the server-side function ``docsync_sync_v3``:
   it locks the document's row, reads the batches the client lacks, appends
   the new batch and advances the clock in one round trip, one transaction
   and one commit. Each of its statements sees what committed before it (a
@@ -19,6 +19,14 @@ the ORM provider's transactions. A sync is answered in one statement instead
 * A sync without operations (a pull) takes no lock: one ``SELECT`` reads the
   document and the log tail in one snapshot, so a burst of pulls after a
   ``dirty`` never queues behind writers, and writers never wait for readers.
+
+Writes to different documents that arrive while another write is running
+share one transaction and one commit (*group commit*,
+:mod:`docsync.providers.groupcommit`): one thread runs them all with one call
+of ``docsync_sync_group_v1`` (the same function on each, documents in a fixed
+order so that two groups never deadlock), and each waiting sync is answered
+after that commit only. A group the database refuses is rolled back whole
+and its syncs run again one by one, so one failing sync fails alone.
 
 Both statements are prepared, on each thread's Django connection (no
 per-request health check). The rare cases (the first snapshot a client
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -43,6 +52,7 @@ from ..exceptions import StorageError, StorageUnavailable
 from ..models import decode_operations, decode_snapshot, encode_operations
 from ..outage import connection_lost
 from .base import Batch, DocRecord, Origin, SyncStep, prefix_digests
+from .groupcommit import GroupCommit, Outcome
 from .orm import ORMProvider
 
 logger = logging.getLogger(__name__)
@@ -158,6 +168,40 @@ END
 $fn$
 """
 
+GROUP_FUNCTION = "docsync_sync_group_v1"
+
+# The syncs of a group, in the order given, in the caller's one transaction.
+# Each docsync_sync_v3 call's statements take their own snapshots, so a sync
+# sees what the ones before it in the group wrote. p_prefixes: each sync's
+# prefix digests joined by spaces (arrays of arrays must be rectangular).
+GROUP_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION {group_function}(
+    p_doc_ids text[], p_doc_types text[], p_clocks bigint[], p_has_docs boolean[],
+    p_fmts text[], p_ops bytea[], p_users text[], p_devices text[], p_clients text[],
+    p_expect_new boolean[], p_owners text[], p_counts integer[], p_digests text[],
+    p_prefixes text[])
+RETURNS TABLE (item integer, kind text, clock bigint, fmt text, data bytea, doc_type text,
+               snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
+               created boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    FOR i IN 1 .. cardinality(p_doc_ids) LOOP
+        RETURN QUERY SELECT i, s.* FROM {function}(p_doc_ids[i], p_doc_types[i], p_clocks[i],
+            p_has_docs[i], p_fmts[i], p_ops[i], p_users[i], p_devices[i], p_clients[i],
+            p_expect_new[i], p_owners[i], p_counts[i], p_digests[i],
+            string_to_array(p_prefixes[i], ' ')) s;
+    END LOOP;
+END
+$fn$
+"""
+
+GROUP_SQL = (
+    f"SELECT * FROM {GROUP_FUNCTION}("
+    "%s::text[], %s::text[], %s::bigint[], %s::boolean[], %s::text[], %s::bytea[], "
+    "%s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], %s::integer[], "
+    "%s::text[], %s::text[])"
+)
+
 WRITE_SQL = (
     f"SELECT * FROM {FUNCTION}("
     "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
@@ -185,17 +229,30 @@ SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
 """
 
 
+Rows = list[tuple[Any, ...]]
+
+
 class PostgresProvider(ORMProvider):
     """``ORMProvider`` on PostgreSQL, each sync in one prepared statement.
 
     Options: ``using``, the database alias (default ``"default"``), which
-    must be a PostgreSQL database (psycopg 3).
+    must be a PostgreSQL database (psycopg 3); ``group_commit``, the most
+    writes one transaction may hold (default 32; 1 commits each on its own).
     """
 
     unlocked_reads = True
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, group_commit: int = 32, **options: Any) -> None:
         super().__init__(**options)
+        if not isinstance(group_commit, int) or group_commit < 1:
+            raise ImproperlyConfigured(
+                f"PostgresProvider's group_commit must be a whole number of at least 1, "
+                f"not {group_commit!r}."
+            )
+        self.group_commit = group_commit
+        self._groups: GroupCommit[tuple[Any, ...], Rows] = GroupCommit(
+            self._run_group, group_commit
+        )
         self._installed: set[str] = set()
         self._install_lock = threading.Lock()
         self._users: dict[str, str | None] = {}
@@ -226,7 +283,7 @@ class PostgresProvider(ORMProvider):
                 prefixes[-1],
                 prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             )
-            rows = self._execute(WRITE_SQL, params, req.doc_id)
+            rows = self._write(params)
         else:
             params = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
             rows = self._execute(READ_SQL, params, req.doc_id)
@@ -272,9 +329,47 @@ class PostgresProvider(ORMProvider):
         clock = latest + 1 if req.operations else latest
         return SyncStep(record=record, clock=clock, batches=batches, snapshot=snapshot)
 
+    # -- group commit ---------------------------------------------------------
+
+    def _write(self, params: tuple[Any, ...]) -> Rows:
+        """Run one write, in a group with the writes of other threads if it can."""
+        if self.group_commit == 1 or connections[self.using].in_atomic_block:
+            # Inside the caller's transaction, the write must be part of it.
+            return self._execute(WRITE_SQL, params, params[0])
+        return self._groups.submit(params)
+
+    def _run_group(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+        """Run the writes of ``group`` in one transaction (on this thread's connection)."""
+        if len(group) == 1:
+            return [self._run_alone(group[0])]
+        order = sorted(range(len(group)), key=lambda i: group[i][0])  # by document id
+        columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
+        columns[-1] = [None if p is None else " ".join(p) for p in columns[-1]]
+        try:
+            rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
+        except StorageUnavailable as exc:
+            return [Outcome(error=exc) for _ in group]
+        except StorageError:  # nothing of the group was stored: each on its own
+            return [self._run_alone(params) for params in group]
+        per_item: list[Rows] = [[] for _ in group]
+        for item, *row in rows:
+            per_item[order[item - 1]].append(tuple(row))
+        return [Outcome(value=item_rows) for item_rows in per_item]
+
+    def _run_alone(self, params: tuple[Any, ...]) -> Outcome[Rows]:
+        try:
+            return Outcome(value=self._execute(WRITE_SQL, params, params[0]))
+        except (StorageError, StorageUnavailable) as exc:
+            return Outcome(error=exc)
+
     # -- connections ----------------------------------------------------------
 
-    def _execute(self, sql: str, params: Any, doc_id: str) -> list[tuple[Any, ...]]:
+    def _execute(self, sql: str, params: Any, doc_id: str, quiet: bool = False) -> Rows:
+        """Run ``sql`` on this thread's connection (autocommit: one transaction).
+
+        Raises ``StorageUnavailable`` when the database is lost, else
+        ``StorageError`` (logged, unless ``quiet``).
+        """
         import psycopg
 
         connection = connections[self.using]
@@ -292,7 +387,10 @@ class PostgresProvider(ORMProvider):
                 connection.close()
             if lost:
                 raise StorageUnavailable() from exc
-            logger.exception("Database error on document %r", doc_id)
+            if quiet:
+                logger.info("Database error on %s: %s", doc_id, exc)
+            else:
+                logger.exception("Database error on document %r", doc_id)
             raise StorageError() from exc
 
     def _raw_connection(self, connection: Any) -> Any:
@@ -323,10 +421,12 @@ class PostgresProvider(ORMProvider):
             user_pk=quote(pk.column),
             user_pk_type=pk.rel_db_type(connection),  # type: ignore[attr-defined]
         )
+        group_sql = GROUP_FUNCTION_SQL.format(group_function=GROUP_FUNCTION, function=FUNCTION)
         with raw.transaction():
             # Two processes replacing a function at once would fail: take turns.
             raw.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (FUNCTION,))
             raw.execute(sql)
+            raw.execute(group_sql)
 
     def _user_pk(self, user_id: str | None) -> str | None:
         """``user_id`` as the user table's pk (text), ``None`` when malformed."""
@@ -343,4 +443,4 @@ class PostgresProvider(ORMProvider):
         return self._users[user_id]
 
     def __repr__(self) -> str:
-        return f"PostgresProvider(using={self.using!r})"
+        return f"PostgresProvider(using={self.using!r}, group_commit={self.group_commit})"
