@@ -103,6 +103,11 @@ DEFAULTS: dict[str, Any] = {
     # and connections one user may have open on one process (0: no limit).
     "MAX_DOCUMENTS_PER_CONNECTION": 1000,
     "MAX_CONNECTIONS_PER_USER": 100,
+    # How much history (docsync.history) ``manage.py docsync_prune_history``
+    # keeps: None keeps everything; {"days": N} what is newer than N days,
+    # {"versions": N} the newest N versions (squash results, restores), both:
+    # what either keeps.
+    "HISTORY_RETENTION": None,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -161,6 +166,21 @@ BINDINGS = Rule(
     lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
 )
 
+
+def _retention_ok(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict) or not value or set(value) - {"days", "versions"}:
+        return False
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value.values())
+
+
+RETENTION = Rule(
+    'None (keep everything) or a dict {"days": N} and/or {"versions": N}, each N a whole '
+    "number >= 1",
+    _retention_ok,
+)
+
 #: The rule of each setting; a setting missing here gets one from its
 #: default's type (see :func:`rule_for`).
 RULES: dict[str, Rule] = {
@@ -204,6 +224,7 @@ RULES: dict[str, Rule] = {
     "CONNECT_FAILURE_DELAY": number(0, "seconds"),
     "MAX_DOCUMENTS_PER_CONNECTION": whole(0, "documents; 0 for no limit"),
     "MAX_CONNECTIONS_PER_USER": whole(0, "connections; 0 for no limit"),
+    "HISTORY_RETENTION": RETENTION,
 }
 
 

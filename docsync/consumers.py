@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -32,6 +31,7 @@ from .exceptions import (
     StorageUnavailable,
     ValidationError,
 )
+from .groups import dirty_message, doc_group
 from .handshake import handshake
 from .providers.base import Origin
 from .revocation import session_hash, user_group
@@ -43,11 +43,6 @@ from .transport import EngineIOConsumer, new_sid
 logger = logging.getLogger(__name__)
 
 _ACK_ID = re.compile(r"^[25](?:\d+-)?(?:/[^,]*,)?(\d+)")
-
-
-def doc_group(doc_id: str) -> str:
-    """The channel-layer group of a document (any docId maps to a valid name)."""
-    return "docsync.doc." + hashlib.blake2b(doc_id.encode(), digest_size=16).hexdigest()
 
 
 class DocSyncConsumer(EngineIOConsumer):
@@ -464,9 +459,7 @@ class DocSyncConsumer(EngineIOConsumer):
             members = await self.srv.state.members(doc_id)
         device = self.identity["deviceId"]
         if any(m.device_id != device for m in members):
-            await self.layer_group_send(
-                doc_group(doc_id), {"type": "docsync.dirty", "doc": doc_id, "device": device}
-            )
+            await self.layer_group_send(doc_group(doc_id), dirty_message(doc_id, device))
 
     async def _leave(self, doc_id: str) -> list[Member]:
         """Unsubscribe from ``doc_id``; tell the others our presence is gone."""

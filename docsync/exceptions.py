@@ -91,6 +91,22 @@ class DocumentDeleted(ValidationError):
         )
 
 
+class DocumentNotFound(DocsyncError):
+    """No document has this id (raised by the server-side code, ``docsync.history``).
+
+    Over the socket a client is never told this (it reads as ``PermissionDenied``).
+    """
+
+    wire_type = "AuthorizationError"
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(f"No document {doc_id!r}.")
+
+
+class HistoryUnavailable(ValidationError):
+    """The history asked for is not kept (pruned, or older than history)."""
+
+
 class ProtocolError(DocsyncError):
     """A frame that breaks Engine.IO / Socket.IO framing."""
 

@@ -342,3 +342,100 @@ class DocumentShare(models.Model):
     def permissions(self) -> frozenset[str]:
         """The ``Document`` permission codenames this share grants."""
         return ROLE_PERMISSIONS.get(self.role, frozenset())
+
+
+class HistoryKind(models.TextChoices):
+    """What made a version of a document."""
+
+    SNAPSHOT = "snapshot", "first snapshot (from a client)"
+    SQUASH = "squash", "squash"
+    RESTORE = "restore", "restore"
+
+
+class HistoryBatch(models.Model):
+    """A batch squashing folded into the snapshot, kept as history.
+
+    The same columns as :class:`OperationBatch`: the squash moves its rows
+    here in the transaction that stores the snapshot, so a batch is always
+    in exactly one of the two tables. ``created_at`` is when the client sent
+    it, not when it was moved.
+    """
+
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="history", db_index=False
+    )
+    clock = models.BigIntegerField()
+    operations = models.BinaryField(editable=False)
+    operations_format = models.CharField(max_length=8, choices=ValueFormat.choices, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="docsync_history",
+    )
+    device_id = models.CharField(max_length=255, blank=True)
+    client_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "history batch"
+        verbose_name_plural = "history batches"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "clock"], name="docsync_history_document_clock"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}@{self.clock}"
+
+    def get_operations(self) -> list[Any]:
+        """The batch's list of operations values."""
+        return decode_operations(self.operations_format, self.operations)
+
+
+class DocumentVersion(models.Model):
+    """A document's whole state at one clock: a squash's result, a restore, a first snapshot.
+
+    Any clock ``N`` is rebuilt from the newest version at or below ``N`` plus
+    the batches after it (``docsync.history``).
+    """
+
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    clock = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=HistoryKind.choices)
+    snapshot = models.BinaryField(null=True, editable=False)
+    snapshot_format = models.CharField(
+        max_length=8, choices=ValueFormat.choices, blank=True, editable=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="docsync_versions",
+    )
+    device_id = models.CharField(max_length=255, blank=True)
+    client_id = models.CharField(max_length=255, blank=True)
+    #: For a restore: the clock whose state it restored.
+    restored_from = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "document version"
+        verbose_name_plural = "document versions"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "clock"], name="docsync_version_document_clock"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}@{self.clock} ({self.kind})"
+
+    def get_snapshot(self) -> Any:
+        """The version's snapshot as the binding stored it."""
+        return decode_snapshot(self.snapshot_format, self.snapshot)

@@ -307,7 +307,7 @@ class RedisState(BaseState):
     async def _notify(self, doc_id: str, gone_clients: list[str], remaining: list[Member]) -> None:
         from channels.layers import get_channel_layer
 
-        from .consumers import doc_group
+        from .groups import doc_group
 
         layer = get_channel_layer()
         if layer is None:

@@ -188,7 +188,7 @@ def recheck_document(doc_id: str | None, using: str | None = None) -> None:
         return
 
     def send() -> None:
-        from .consumers import doc_group
+        from .groups import doc_group
 
         layer = get_channel_layer()
         if layer is None:

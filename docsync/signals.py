@@ -33,3 +33,7 @@ sync_finished = Signal()
 
 #: provides args: server, user_id, device_id, client_id, doc_id, user, document
 doc_deleted = Signal()
+
+#: provides args: provider, doc_id, clock, restored_from, user_id, user, document
+#: (``docsync.history.restore_document``, after the commit; sender is the provider's class)
+doc_restored = Signal()

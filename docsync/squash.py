@@ -3,7 +3,8 @@
 Provider-agnostic and safe under concurrent syncs: the log is read in one
 short transaction, folded by the document type's binding with no lock held,
 and written back in a second transaction that stores the snapshot with the
-folded clock and deletes only the batches at or below it. A batch appended
+folded clock (also kept as a version) and moves only the batches at or below
+it from the log to history (``docsync.history``). A batch appended
 while the binding worked has a larger clock and stays in the log. If another
 squash got there first, this one gives up.
 """
@@ -61,6 +62,7 @@ def squash_document(
         if current is None or current.deleted or current.clock != record.clock:
             return None  # deleted or squashed by someone else meanwhile
         tx.save_serialized_doc(snapshot, record.latest_clock)
-        removed = tx.delete_operations(record.latest_clock)
+        tx.save_version(snapshot, record.latest_clock, kind="squash")
+        removed = tx.archive_operations(record.latest_clock)
         tx.record_squash_failure(None)
     return SquashResult(doc_id, record.latest_clock, removed)

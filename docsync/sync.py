@@ -104,6 +104,7 @@ def sync_document(
         if not has_snapshot and req.serialized_doc is not None:
             validate_snapshot(binding, req, max_depth)
             tx.save_serialized_doc(req.serialized_doc, req.clock, origin)
+            tx.save_version(req.serialized_doc, req.clock, kind="snapshot", origin=origin)
             record = tx.get_serialized_doc(with_snapshot=False)
             has_snapshot = False  # the client already has what we just stored
         if (

@@ -651,3 +651,150 @@ def test_only_the_last_stored_operations_count(provider):
     sync_as(provider, ["b"], clock=1)
     assert sync_as(provider, ["a"], clock=0).clock == 3  # forgotten: stored again
     assert stored(provider) == ["a", "b", "a"]
+
+
+# History (docsync.history): squashing keeps what it folds.
+
+from datetime import timedelta  # noqa: E402
+
+from django.utils import timezone  # noqa: E402
+
+from docsync.exceptions import DocumentNotFound, HistoryUnavailable, InvalidValue  # noqa: E402
+from docsync.history import (  # noqa: E402
+    HistoryEntry,
+    Restored,
+    document_history,
+    prune_document,
+    restore_document,
+    state_at,
+)
+
+
+def fill(provider, doc_id: str, count: int, squash_every: int, origin=ORIGIN) -> None:
+    for n in range(1, count + 1):
+        append(provider, doc_id, f"op{n}", origin=origin)
+        if n % squash_every == 0:
+            squash_document(provider, registry(), doc_id)
+
+
+def test_squash_moves_batches_to_history_with_their_origin(provider, user_id):
+    origin = Origin(user_id=user_id, device_id="laptop", client_id="tab-1")
+    fill(provider, "doc", 5, 3, origin=origin)
+    assert [b.clock for b in log(provider, "doc")] == [4, 5]  # the log stays short
+    with provider.transaction("readonly", "doc") as tx:
+        history = tx.get_history()
+        versions = tx.get_versions(with_snapshot=True)
+    assert [(b.clock, b.operations, b.origin) for b in history] == [
+        (n, [f"op{n}"], origin) for n in range(1, 6)
+    ]
+    assert all(b.created_at is not None for b in history)
+    assert [(v.clock, v.kind, v.serialized_doc) for v in versions] == [
+        (3, "squash", ["op1", "op2", "op3"])
+    ]
+
+
+def test_history_ranges_limits_and_order(provider):
+    fill(provider, "doc", 10, 4)
+    with provider.transaction("readonly", "doc") as tx:
+        assert [b.clock for b in tx.get_history(2, 6)] == [3, 4, 5, 6]
+        assert [b.clock for b in tx.get_history(limit=3, newest_first=True)] == [10, 9, 8]
+        assert [b.clock for b in tx.get_history(3, 9, limit=2)] == [4, 5]
+        assert [v.clock for v in tx.get_versions()] == [8, 4]
+        assert [v.clock for v in tx.get_versions(7, limit=1)] == [4]
+        assert tx.get_versions(7)[0].serialized_doc is None  # not loaded unless asked
+
+
+def test_any_clock_is_rebuilt_from_a_version_and_the_batches_after(provider):
+    fill(provider, "doc", 12, 5)
+    for clock in range(13):
+        assert state_at(provider, registry(), "doc", clock) == [
+            f"op{n}" for n in range(1, clock + 1)
+        ]
+    with pytest.raises(InvalidValue, match="clock"):
+        state_at(provider, registry(), "doc", 13)
+    with pytest.raises(DocumentNotFound):
+        state_at(provider, registry(), "nope", 0)
+
+
+def test_restore_stores_the_old_state_at_a_new_clock(provider, user_id):
+    fill(provider, "doc", 6, 4)
+    restored = restore_document(provider, registry(), "doc", 3, user_id)
+    assert restored == Restored("doc", 3, 7, user_id)
+    stored = record(provider, "doc")
+    assert (stored.serialized_doc, stored.clock, stored.latest_clock) == (
+        ["op1", "op2", "op3"],
+        7,
+        7,
+    )
+    assert log(provider, "doc") == []
+    # A client at any older clock gets the restored snapshot.
+    outcome = sync(provider, "doc", clock=6, serialized=["op1"])
+    assert (outcome.serialized_doc, outcome.clock) == (["op1", "op2", "op3"], 7)
+    assert sync(provider, "doc", ["op7"], clock=7).clock == 8
+    assert state_at(provider, registry(), "doc", 8) == ["op1", "op2", "op3", "op7"]
+    assert state_at(provider, registry(), "doc", 6) == [f"op{n}" for n in range(1, 7)]
+    entries = document_history(provider, "doc")
+    assert [(e.clock, e.kind) for e in entries[:3]] == [(8, "batch"), (7, "restore"), (6, "batch")]
+    assert entries[1] == HistoryEntry(
+        7, "restore", user_id, None, None, entries[1].created_at, 0, 3, version=True
+    )
+    assert [e.clock for e in entries] == list(range(8, 0, -1))
+    assert entries[-4].version  # clock 4: a squash kept the state there
+
+
+def test_history_pages_by_clock(provider):
+    fill(provider, "doc", 9, 3)
+    restore_document(provider, registry(), "doc", 2)
+    seen, before = [], None
+    while page := document_history(provider, "doc", before_clock=before, limit=4):
+        seen += [e.clock for e in page]
+        before = page[-1].clock
+    assert seen == list(range(10, 0, -1))
+
+
+def test_restore_refuses_deleted_documents_and_unknown_clocks(provider):
+    fill(provider, "doc", 2, 10)
+    with pytest.raises(InvalidValue):
+        restore_document(provider, registry(), "doc", 5)
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.delete_doc()
+    with pytest.raises(DocumentDeleted):
+        restore_document(provider, registry(), "doc", 1)
+    with pytest.raises(DocumentDeleted):
+        document_history(provider, "doc")
+
+
+def test_delete_doc_drops_the_history(provider):
+    fill(provider, "doc", 4, 2)
+    with provider.transaction("readwrite", "doc") as tx:
+        tx.delete_doc()
+        assert tx.get_history() == [] and tx.get_versions() == []
+
+
+def test_a_clients_first_snapshot_is_a_version(provider):
+    sync(provider, "doc", ["b"], clock=0, serialized=["a"])
+    assert state_at(provider, registry(), "doc", 0) == ["a"]
+    assert state_at(provider, registry(), "doc", 1) == ["a", "b"]
+
+
+def test_pruning_keeps_every_clock_from_the_oldest_kept_version(provider):
+    fill(provider, "doc", 10, 3)  # versions at 3, 6, 9
+    assert prune_document(provider, "doc", {"versions": 5}) == (0, 0)
+    assert prune_document(provider, "doc", {"versions": 2}) == (1, 6)
+    with provider.transaction("readonly", "doc") as tx:
+        assert [v.clock for v in tx.get_versions()] == [9, 6]
+        assert [b.clock for b in tx.get_history()] == [7, 8, 9, 10]
+    for clock in range(6, 11):
+        assert state_at(provider, registry(), "doc", clock)[-1:] == [f"op{clock}"]
+    with pytest.raises(HistoryUnavailable):
+        state_at(provider, registry(), "doc", 5)
+    assert document_history(provider, "doc")[-1].kind == "squash"  # at 6: its batch is gone
+
+
+def test_pruning_by_age_keeps_the_version_recent_history_builds_on(provider):
+    fill(provider, "doc", 7, 3)
+    assert prune_document(provider, "doc", {"days": 1}) == (0, 0)
+    later = timezone.now() + timedelta(days=2)
+    assert prune_document(provider, "doc", {"days": 1}, now=later) == (1, 6)
+    assert prune_document(provider, "doc", {"days": 1, "versions": 5}, now=later) == (0, 0)
+    assert state_at(provider, registry(), "doc", 7) == [f"op{n}" for n in range(1, 8)]

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 Mode = Literal["readonly", "readwrite"]
@@ -108,6 +109,39 @@ class ClientCommit:
     clocks: tuple[int, ...]
     count: int
     digest: str
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch as history shows it: its operations, who sent it and when.
+
+    ``created_at`` is when the batch was stored (``None`` if the provider
+    does not know).
+    """
+
+    clock: int
+    operations: list[Any]
+    origin: Origin
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A document's whole state at ``clock``, kept as history.
+
+    ``kind`` says what made it: ``"squash"`` (the log folded into the
+    snapshot), ``"restore"`` (the state of clock ``restored_from`` stored
+    again as a new change, by ``origin``) or ``"snapshot"`` (the first
+    snapshot a client sent). ``serialized_doc`` is loaded only when asked for
+    (``get_versions(with_snapshot=True)``).
+    """
+
+    clock: int
+    kind: str
+    origin: Origin
+    created_at: datetime | None = None
+    restored_from: int | None = None
+    serialized_doc: Any = None
 
 
 _BINARY = (bytes, bytearray, memoryview)
@@ -208,7 +242,7 @@ class ProviderTransaction:
         raise NotImplementedError(".delete_operations() must be implemented.")
 
     def delete_doc(self) -> bool:
-        """Delete the snapshot, the log and the client commits; leave a tombstone.
+        """Delete the snapshot, the log, the history and the client commits; leave a tombstone.
 
         Return ``False`` if the document did not exist or was already deleted.
         Only in ``readwrite`` mode.
@@ -231,6 +265,77 @@ class ProviderTransaction:
         keeps them. Only in ``readwrite`` mode, after the document exists.
         """
         raise NotImplementedError(".save_client_commit() must be implemented.")
+
+    # History (docsync.history). A provider that keeps none inherits these
+    # defaults: squashing then deletes what it folds, and reading history
+    # raises NotImplementedError.
+
+    def archive_operations(self, up_to_clock: int) -> int:
+        """Move the batches with ``clock <= up_to_clock`` from the log to history.
+
+        They leave the log (``get_operations`` no longer returns them) and
+        stay readable, with their origin and time, through
+        :meth:`get_history`; return how many moved. The default deletes them
+        (:meth:`delete_operations`): a provider without history. Only in
+        ``readwrite`` mode.
+        """
+        return self.delete_operations(up_to_clock)
+
+    def save_version(
+        self,
+        serialized_doc: Any,
+        clock: int,
+        *,
+        kind: str,
+        origin: Origin | None = None,
+        restored_from: int | None = None,
+    ) -> None:
+        """Keep ``serialized_doc`` as the document's state at ``clock`` (a version).
+
+        ``kind`` and ``restored_from`` are as in :class:`VersionRecord`. It
+        does not change the snapshot or the clocks. The default keeps
+        nothing. Only in ``readwrite`` mode, after the document exists.
+        """
+
+    def get_history(
+        self,
+        after_clock: int = 0,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[BatchRecord]:
+        """The batches with ``after_clock < clock <= up_to_clock``, in history or the log.
+
+        Oldest first (newest first with ``newest_first``), at most ``limit``
+        of them (from that end). Pruned batches are gone.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no history: .get_history() is not implemented."
+        )
+
+    def get_versions(
+        self,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        with_snapshot: bool = False,
+    ) -> list[VersionRecord]:
+        """The versions with ``clock <= up_to_clock``, newest first, at most ``limit``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no history: .get_versions() is not implemented."
+        )
+
+    def prune_history(self, before_clock: int) -> tuple[int, int]:
+        """Forget history older than the version at ``before_clock``.
+
+        Deletes the versions with ``clock < before_clock`` and the batches in
+        history with ``clock <= before_clock`` (the log is untouched); returns
+        ``(versions, batches)`` deleted. Only in ``readwrite`` mode.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no history: .prune_history() is not implemented."
+        )
 
     def record_squash_failure(self, message: str | None) -> None:
         """Remember why the last squash failed (``None`` clears it).

@@ -13,16 +13,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from .base import (
     BaseProvider,
     Batch,
+    BatchRecord,
     ClientCommit,
     DocRecord,
     Mode,
     Origin,
     ProviderTransaction,
+    VersionRecord,
 )
 
 
@@ -34,11 +37,20 @@ class _StoredDoc:
     latest_clock: int = 0
     deleted: bool = False
     owner_id: str | None = None
-    batches: list[tuple[int, list[Any], Origin]] = field(default_factory=list)
+    batches: list[BatchRecord] = field(default_factory=list)
     commits: dict[str, ClientCommit] = field(default_factory=dict)
+    # Batches squashing folded, and versions, both oldest first.
+    history: list[BatchRecord] = field(default_factory=list)
+    versions: list[VersionRecord] = field(default_factory=list)
 
     def copy(self) -> _StoredDoc:
-        return replace(self, batches=list(self.batches), commits=dict(self.commits))
+        return replace(
+            self,
+            batches=list(self.batches),
+            commits=dict(self.commits),
+            history=list(self.history),
+            versions=list(self.versions),
+        )
 
 
 class InMemoryTransaction(ProviderTransaction):
@@ -64,12 +76,9 @@ class InMemoryTransaction(ProviderTransaction):
     def get_operations(self, after_clock: int, up_to_clock: int | None = None) -> list[Batch]:
         if self.doc is None:
             return []
-        batches = self.doc.batches  # sorted by clock: find the start by bisection
-        start = bisect.bisect_right(batches, after_clock, key=lambda b: b[0])
         return [
-            Batch(clock, ops)
-            for clock, ops, _ in batches[start:]
-            if up_to_clock is None or clock <= up_to_clock
+            Batch(b.clock, b.operations)
+            for b in _between(self.doc.batches, after_clock, up_to_clock)
         ]
 
     def _writable_doc(self, origin: Origin | None) -> _StoredDoc:
@@ -84,7 +93,8 @@ class InMemoryTransaction(ProviderTransaction):
     def save_operations(self, operations: list[Any], origin: Origin) -> int:
         doc = self._writable_doc(origin)
         doc.latest_clock += 1
-        doc.batches.append((doc.latest_clock, list(operations), origin))
+        now = datetime.now(UTC)
+        doc.batches.append(BatchRecord(doc.latest_clock, list(operations), origin, now))
         return doc.latest_clock
 
     def save_serialized_doc(
@@ -98,8 +108,62 @@ class InMemoryTransaction(ProviderTransaction):
     def delete_operations(self, up_to_clock: int) -> int:
         doc = self._writable_doc(None)
         before = len(doc.batches)
-        doc.batches = [b for b in doc.batches if b[0] > up_to_clock]
+        doc.batches = [b for b in doc.batches if b.clock > up_to_clock]
         return before - len(doc.batches)
+
+    def archive_operations(self, up_to_clock: int) -> int:
+        doc = self._writable_doc(None)
+        doc.history.extend(b for b in doc.batches if b.clock <= up_to_clock)
+        return self.delete_operations(up_to_clock)
+
+    def save_version(
+        self,
+        serialized_doc: Any,
+        clock: int,
+        *,
+        kind: str,
+        origin: Origin | None = None,
+        restored_from: int | None = None,
+    ) -> None:
+        doc = self._writable_doc(None)
+        now = datetime.now(UTC)
+        version = VersionRecord(clock, kind, origin or Origin(), now, restored_from, serialized_doc)
+        doc.versions.insert(bisect.bisect_right(doc.versions, clock, key=_clock), version)
+
+    def get_history(
+        self,
+        after_clock: int = 0,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[BatchRecord]:
+        if self.doc is None:
+            return []
+        found = _between(self.doc.history, after_clock, up_to_clock)
+        found += _between(self.doc.batches, after_clock, up_to_clock)
+        if newest_first:
+            found.reverse()
+        return found[:limit]
+
+    def get_versions(
+        self,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        with_snapshot: bool = False,
+    ) -> list[VersionRecord]:
+        if self.doc is None:
+            return []
+        found = _between(self.doc.versions, -1, up_to_clock)[::-1][:limit]
+        return found if with_snapshot else [replace(v, serialized_doc=None) for v in found]
+
+    def prune_history(self, before_clock: int) -> tuple[int, int]:
+        doc = self._writable_doc(None)
+        versions, batches = len(doc.versions), len(doc.history)
+        doc.versions = [v for v in doc.versions if v.clock >= before_clock]
+        doc.history = [b for b in doc.history if b.clock > before_clock]
+        return versions - len(doc.versions), batches - len(doc.history)
 
     def get_client_commit(self, client_id: str) -> ClientCommit | None:
         return None if self.doc is None else self.doc.commits.get(client_id)
@@ -112,10 +176,21 @@ class InMemoryTransaction(ProviderTransaction):
             return False
         doc = self._writable_doc(None)
         doc.serialized_doc = None
-        doc.batches = []
+        doc.batches, doc.history, doc.versions = [], [], []
         doc.commits = {}
         doc.deleted = True
         return True
+
+
+def _clock(item: BatchRecord | VersionRecord) -> int:
+    return item.clock
+
+
+def _between(items: list[Any], after_clock: int, up_to_clock: int | None) -> list[Any]:
+    """Those of ``items`` (sorted by clock) with ``after_clock < clock <= up_to_clock``."""
+    start = bisect.bisect_right(items, after_clock, key=_clock)
+    end = len(items) if up_to_clock is None else bisect.bisect_right(items, up_to_clock, key=_clock)
+    return items[start:end]
 
 
 class InMemoryProvider(BaseProvider):

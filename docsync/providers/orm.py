@@ -37,8 +37,11 @@ from ..exceptions import StorageError, StorageUnavailable
 from ..models import ClientCommit as CommitRow
 from ..models import (
     Document,
+    DocumentVersion,
+    HistoryBatch,
     OperationBatch,
     decode_operations,
+    decode_snapshot,
     encode_operations,
     encode_snapshot,
 )
@@ -46,11 +49,13 @@ from ..outage import connection_lost
 from .base import (
     BaseProvider,
     Batch,
+    BatchRecord,
     ClientCommit,
     DocRecord,
     Mode,
     Origin,
     ProviderTransaction,
+    VersionRecord,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,10 +217,95 @@ class ORMTransaction(ProviderTransaction):
         if self.doc is None or not self.exists or self.doc.deleted_at is not None:
             return False
         self.doc.batches.using(self.using).all().delete()
+        self.doc.history.using(self.using).all().delete()
+        self.doc.versions.using(self.using).all().delete()
         self.doc.client_commits.using(self.using).all().delete()
         self._snapshot, self._snapshot_loaded = None, True
         self._set(snapshot=None, snapshot_format="", deleted_at=timezone.now())
         return True
+
+    # History.
+
+    def archive_operations(self, up_to_clock: int) -> int:
+        self.check_writable()
+        if self.doc is None or not self.exists:
+            return 0
+        # One INSERT ... SELECT: the rows never travel through Python.
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(_archive_sql(connections[self.using]), [self.doc.pk, up_to_clock])
+        batches = self.doc.batches.using(self.using).filter(clock__lte=up_to_clock)
+        return batches.delete()[0]
+
+    def save_version(
+        self,
+        serialized_doc: Any,
+        clock: int,
+        *,
+        kind: str,
+        origin: Origin | None = None,
+        restored_from: int | None = None,
+    ) -> None:
+        self.check_writable()
+        assert self.doc is not None and self.exists, "save_version before the document"
+        fmt, data = encode_snapshot(serialized_doc)
+        DocumentVersion.objects.using(self.using).create(
+            document=self.doc,
+            clock=clock,
+            kind=kind,
+            snapshot=data,
+            snapshot_format=fmt,
+            user=self._user(origin.user_id if origin else None),
+            device_id=(origin.device_id if origin else None) or "",
+            client_id=(origin.client_id if origin else None) or "",
+            restored_from=restored_from,
+        )
+
+    def get_history(
+        self,
+        after_clock: int = 0,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[BatchRecord]:
+        if self.doc is None or not self.exists:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        for related in (self.doc.history, self.doc.batches):
+            batches = related.using(self.using).filter(clock__gt=after_clock)
+            if up_to_clock is not None:
+                batches = batches.filter(clock__lte=up_to_clock)
+            batches = batches.order_by("-clock" if newest_first else "clock")
+            fields = ("clock", "operations_format", "operations", "user_id", "device_id")
+            values = batches.values_list(*fields, "client_id", "created_at")
+            rows.extend(values[:limit] if limit is not None else values)
+        rows.sort(key=lambda row: row[0], reverse=newest_first)
+        return [_batch_record(row) for row in rows[:limit]]
+
+    def get_versions(
+        self,
+        up_to_clock: int | None = None,
+        *,
+        limit: int | None = None,
+        with_snapshot: bool = False,
+    ) -> list[VersionRecord]:
+        if self.doc is None or not self.exists:
+            return []
+        versions = self.doc.versions.using(self.using).order_by("-clock")
+        if up_to_clock is not None:
+            versions = versions.filter(clock__lte=up_to_clock)
+        if not with_snapshot:
+            versions = versions.defer("snapshot")
+        rows = versions[:limit] if limit is not None else versions
+        return [_version_record(row, with_snapshot) for row in rows]
+
+    def prune_history(self, before_clock: int) -> tuple[int, int]:
+        self.check_writable()
+        if self.doc is None or not self.exists:
+            return 0, 0
+        versions = self.doc.versions.using(self.using).filter(clock__lt=before_clock)
+        batches = self.doc.history.using(self.using).filter(clock__lte=before_clock)
+        return versions.delete()[0], batches.delete()[0]
 
     def record_squash_failure(self, message: str | None) -> None:
         self.check_writable()
@@ -261,6 +351,46 @@ class ORMTransaction(ProviderTransaction):
                 user = users.only("pk").first()
             self._users[user_id] = user
         return self._users[user_id]
+
+
+def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
+    clock, fmt, data, user_id, device_id, client_id, created_at = row
+    user = None if user_id is None else str(user_id)
+    origin = Origin(user, device_id or None, client_id or None)
+    return BatchRecord(clock, decode_operations(fmt, data), origin, created_at)
+
+
+def _version_record(row: DocumentVersion, with_snapshot: bool) -> VersionRecord:
+    user = None if row.user_id is None else str(row.user_id)
+    origin = Origin(user, row.device_id or None, row.client_id or None)
+    snapshot = decode_snapshot(row.snapshot_format, row.snapshot) if with_snapshot else None
+    return VersionRecord(row.clock, row.kind, origin, row.created_at, row.restored_from, snapshot)
+
+
+# The columns the squash copies from the log to history, the same in both.
+_COLUMNS = (
+    "document",
+    "clock",
+    "operations",
+    "operations_format",
+    "user",
+    "device_id",
+    "client_id",
+    "created_at",
+)
+
+
+def _archive_sql(connection: Any) -> str:
+    """``INSERT INTO history ... SELECT ... FROM log`` for one document, up to a clock."""
+    quote = connection.ops.quote_name
+    log, history = OperationBatch._meta, HistoryBatch._meta
+    source = ", ".join(quote(log.get_field(name).column) for name in _COLUMNS)
+    target = ", ".join(quote(history.get_field(name).column) for name in _COLUMNS)
+    document, clock = quote(log.get_field("document").column), quote(log.get_field("clock").column)
+    return (
+        f"INSERT INTO {quote(history.db_table)} ({target}) SELECT {source} "
+        f"FROM {quote(log.db_table)} WHERE {document} = %s AND {clock} <= %s"
+    )
 
 
 class ORMProvider(BaseProvider):
