@@ -11,14 +11,31 @@ provider may answer in one step (``sync_step``).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from docsync.bindings import BindingRegistry
 from docsync.events import SyncRequest
-from docsync.exceptions import DocumentDeleted, StorageError, ValidationError
+from docsync.exceptions import (
+    DocumentDeleted,
+    DocumentNotFound,
+    HistoryUnavailable,
+    InvalidValue,
+    StorageError,
+    ValidationError,
+)
+from docsync.history import (
+    HistoryEntry,
+    Restored,
+    document_history,
+    prune_document,
+    restore_document,
+    state_at,
+)
 from docsync.providers.base import BaseProvider, Batch, ClientCommit, DocRecord, Origin
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
@@ -654,20 +671,6 @@ def test_only_the_last_stored_operations_count(provider):
 
 
 # History (docsync.history): squashing keeps what it folds.
-
-from datetime import timedelta  # noqa: E402
-
-from django.utils import timezone  # noqa: E402
-
-from docsync.exceptions import DocumentNotFound, HistoryUnavailable, InvalidValue  # noqa: E402
-from docsync.history import (  # noqa: E402
-    HistoryEntry,
-    Restored,
-    document_history,
-    prune_document,
-    restore_document,
-    state_at,
-)
 
 
 def fill(provider, doc_id: str, count: int, squash_every: int, origin=ORIGIN) -> None:
