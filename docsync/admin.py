@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.db.models.functions import Length
 from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -25,6 +26,8 @@ from django.utils.timezone import localtime
 
 from .bindings import get_binding_registry
 from .bindings.base import BaseBinding
+from .exceptions import DocsyncError
+from .history import HistoryEntry, document_history, restore_document, state_at
 from .models import BINARY_TYPES, Document, DocumentShare, OperationBatch
 from .providers.orm import orm_provider_for
 from .squash import squash_document
@@ -32,6 +35,8 @@ from .squash import squash_document
 RENDER_LIMIT = 100_000
 PREVIEW_LIMIT = 1_000
 PREVIEW_LINES = 12
+#: Entries of the history timeline per page of a document's change page.
+TIMELINE_PAGE = 50
 
 
 def _pre(text: str) -> str:
@@ -115,6 +120,25 @@ def _render_batch(batch: OperationBatch, max_lines: int, limit: int) -> str:
         lines[max_lines:] = [f"… ({len(lines) - max_lines} more lines)"]
     text = "\n".join(lines)
     return text if len(text) <= limit else text[:limit] + " …"
+
+
+def render_state(doc_type: str, value: Any) -> str:
+    """A snapshot (or a state rebuilt from history) as its binding renders it, as HTML."""
+    if value is None:
+        return "(no snapshot)"
+    binding = get_binding_registry().get(doc_type)
+    try:
+        if binding is not None:
+            text = binding.render(value)
+        elif isinstance(value, BINARY_TYPES):
+            text = f"<{len(value)} bytes>"
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False)
+    except Exception as exc:  # noqa: BLE001  (a broken snapshot still gets a page)
+        text = f"Cannot render this snapshot: {exc.__class__.__name__}: {exc}"
+    if len(text) > RENDER_LIMIT:
+        text = text[:RENDER_LIMIT] + f"\n… ({len(text) - RENDER_LIMIT:,} more characters)"
+    return _pre(text)
 
 
 class DocumentShareInline(admin.TabularInline):
@@ -270,22 +294,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.display(description="snapshot")
     def rendered_snapshot(self, doc: Document) -> str:
-        value = doc.get_snapshot()
-        if value is None:
-            return "(no snapshot)"
-        binding = get_binding_registry().get(doc.doc_type)
-        try:
-            if binding is not None:
-                text = binding.render(value)
-            elif isinstance(value, BINARY_TYPES):
-                text = f"<{len(value)} bytes>"
-            else:
-                text = json.dumps(value, indent=2, ensure_ascii=False)
-        except Exception as exc:  # noqa: BLE001  (a broken snapshot still gets a page)
-            text = f"Cannot render this snapshot: {exc.__class__.__name__}: {exc}"
-        if len(text) > RENDER_LIMIT:
-            text = text[:RENDER_LIMIT] + f"\n… ({len(text) - RENDER_LIMIT:,} more characters)"
-        return _pre(text)
+        return render_state(doc.doc_type, doc.get_snapshot())
 
     # Saving and deleting: through the provider, never raw.
 
@@ -358,7 +367,17 @@ class DocumentAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.squash_view),
             name=f"{opts.app_label}_{opts.model_name}_squash",
         )
-        return [squash, *super().get_urls()]
+        state = path(
+            "<path:object_id>/history/<int:clock>/",
+            self.admin_site.admin_view(self.state_view),
+            name=f"{opts.app_label}_{opts.model_name}_state",
+        )
+        restore = path(
+            "<path:object_id>/restore/",
+            self.admin_site.admin_view(self.restore_view),
+            name=f"{opts.app_label}_{opts.model_name}_restore",
+        )
+        return [squash, state, restore, *super().get_urls()]
 
     def squash_view(self, request, object_id):
         doc = self.get_object(request, unquote(object_id))
@@ -367,19 +386,112 @@ class DocumentAdmin(admin.ModelAdmin):
         if request.method != "POST" or not self.has_change_permission(request, doc):
             raise PermissionDenied
         self._squash(request, doc._state.db, [doc.doc_id])
+        return HttpResponseRedirect(self._change_url(doc))
+
+    def _change_url(self, doc: Document) -> str:
         opts = self.opts
-        return HttpResponseRedirect(
-            reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change",
-                args=[quote(doc.pk)],
-                current_app=self.admin_site.name,
-            )
+        return reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_change",
+            args=[quote(doc.pk)],
+            current_app=self.admin_site.name,
         )
+
+    # History: the timeline under the change form, a state page, restore.
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        doc = self.get_object(request, unquote(object_id))
+        if doc is not None and doc.deleted_at is None:
+            extra_context = {**(extra_context or {}), **self._timeline(request, doc)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _timeline(self, request, doc: Document) -> dict[str, Any]:
+        before = request.GET.get("history_before")
+        before_clock = int(before) if before and before.isdigit() else None
+        provider = orm_provider_for(doc._state.db)
+        try:
+            entries = document_history(
+                provider, doc.doc_id, before_clock=before_clock, limit=TIMELINE_PAGE
+            )
+        except DocsyncError:
+            return {}
+        users = _users(doc._state.db, entries)
+        rows = [(entry, users.get(entry.user_id)) for entry in entries]
+        more = len(entries) == TIMELINE_PAGE and entries[-1].clock > 0
+        return {
+            "docsync_timeline": rows,
+            "docsync_timeline_before": entries[-1].clock if more else None,
+            "docsync_timeline_paged": before_clock is not None,
+            "docsync_can_restore": self.has_change_permission(request, doc),
+        }
+
+    def state_view(self, request, object_id, clock):
+        doc = self.get_object(request, unquote(object_id))
+        if doc is None or doc.deleted_at is not None:
+            raise Http404("No such document.")
+        if not self.has_view_or_change_permission(request, doc):
+            raise PermissionDenied
+        provider = orm_provider_for(doc._state.db)
+        try:
+            state = state_at(provider, get_binding_registry(), doc.doc_id, clock)
+        except DocsyncError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(self._change_url(doc))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": doc,
+            "title": f"{doc} at clock {clock}",
+            "clock": clock,
+            "rendered": render_state(doc.doc_type, state),
+            "change_url": self._change_url(doc),
+            "docsync_can_restore": self.has_change_permission(request, doc),
+        }
+        return TemplateResponse(request, "admin/docsync/document/state.html", context)
+
+    def restore_view(self, request, object_id):
+        doc = self.get_object(request, unquote(object_id))
+        if doc is None:
+            raise Http404("No such document.")
+        if request.method != "POST" or not self.has_change_permission(request, doc):
+            raise PermissionDenied
+        clock = request.POST.get("clock", "")
+        if not clock.isdigit():
+            self.message_user(request, f"Not a clock: {clock!r}.", messages.ERROR)
+            return HttpResponseRedirect(self._change_url(doc))
+        provider = orm_provider_for(doc._state.db)
+        try:
+            done = restore_document(
+                provider, get_binding_registry(), doc.doc_id, int(clock), request.user
+            )
+        except DocsyncError as exc:
+            self.message_user(request, f"Not restored: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"Restored {doc} to its state at clock {done.clock}, as clock {done.new_clock}; "
+                "connected clients receive it on their next sync.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(self._change_url(doc))
 
     @admin.action(description="Delete (leave tombstone)", permissions=["delete"])
     def delete_leaving_tombstone(self, request, queryset):
         deleted = self._tombstone(queryset.db, list(queryset.values_list("doc_id", flat=True)))
         self.message_user(request, f"Deleted {deleted} document(s); tombstones remain.")
+
+
+def _users(using: str, entries: list[HistoryEntry]) -> dict[str | None, Any]:
+    """The users named by ``entries``, by their pk as a string."""
+    model = get_user_model()
+    pks = set()
+    for entry in entries:
+        if entry.user_id is not None:
+            try:
+                pks.add(model._meta.pk.to_python(entry.user_id))
+            except Exception:  # noqa: BLE001, S112  (a pk of another user model: shown as is)
+                continue
+    found = model._default_manager.db_manager(using).in_bulk(pks)
+    return {str(pk): user for pk, user in found.items()}
 
 
 @admin.register(OperationBatch)

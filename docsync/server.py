@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from . import signals
@@ -311,6 +312,35 @@ class DocSyncServer:
                     result,
                     exc_info=(type(result), result, result.__traceback__),
                 )
+
+    def on_doc_restore(self, listener: Callable[..., Any]) -> Callable[[], None]:
+        """Call ``listener(event)`` after a restore committed in this process.
+
+        Any restore (``docsync.history.restore_document``: the admin, the
+        Python or REST API), fed by the ``doc_restored`` signal, in the
+        restoring thread; an ``async`` listener runs to completion there.
+        Fields: userId, docId, clock (the new one), restoredFrom. Returns a
+        remover.
+        """
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            event = Event(
+                userId=kwargs["user_id"],
+                docId=kwargs["doc_id"],
+                clock=kwargs["clock"],
+                restoredFrom=kwargs["restored_from"],
+            )
+            if inspect.iscoroutinefunction(listener):
+                async_to_sync(listener)(event)
+            else:
+                listener(event)
+
+        signals.doc_restored.connect(receiver, weak=False)
+
+        def remove() -> None:
+            signals.doc_restored.disconnect(receiver)
+
+        return remove
 
     # -- policy, run in one database hop -----------------------------------
 

@@ -147,3 +147,52 @@ def test_purge_needs_the_orm_provider():
     with override_settings(DOCSYNC={}):
         with pytest.raises(CommandError, match="ORMProvider"):
             run("docsync_purge_tombstones", "--older-than", "1d")
+
+
+# docsync_prune_history
+
+
+def squashed(provider, doc_id, rounds):
+    from docsync.bindings import get_binding_registry
+    from docsync.squash import squash_document
+
+    for n in range(rounds):
+        append(provider, doc_id, f"a{n}", f"b{n}")
+        squash_document(provider, get_binding_registry(), doc_id)
+
+
+def history_sizes(provider, doc_id):
+    with provider.transaction("readonly", doc_id) as tx:
+        return len(tx.get_versions()), len(tx.get_history())
+
+
+def test_prune_history_keeps_everything_by_default(provider):
+    squashed(provider, "doc", 3)
+    out, _ = run("docsync_prune_history", "--all")
+    assert "all history is kept" in out
+    assert history_sizes(provider, "doc") == (3, 6)
+
+
+def test_prune_history_keeps_the_newest_versions_with_a_progress_bar(provider):
+    squashed(provider, "doc", 3)
+    squashed(provider, "other", 1)
+    with override_settings(DOCSYNC={**ORM_SETTINGS, "HISTORY_RETENTION": {"versions": 2}}):
+        out, _ = run("docsync_prune_history", "--all")
+    assert "[##############################] 2/2" in out
+    assert "Pruned 1 version(s) and 4 batch(es) of history from 1 of 2 document(s)" in out
+    assert history_sizes(provider, "doc") == (2, 2)
+    assert history_sizes(provider, "other") == (1, 2)
+
+
+def test_prune_history_by_age_names_documents_or_all(provider):
+    squashed(provider, "doc", 2)
+    with override_settings(DOCSYNC={**ORM_SETTINGS, "HISTORY_RETENTION": {"days": 1}}):
+        with pytest.raises(CommandError, match="or pass --all"):
+            run("docsync_prune_history")
+        run("docsync_prune_history", "doc")
+        assert history_sizes(provider, "doc") == (2, 4)  # nothing is a day old
+        Document.objects.get(doc_id="doc").versions.update(
+            created_at=timezone.now() - timedelta(days=3)
+        )
+        run("docsync_prune_history", "doc")
+    assert history_sizes(provider, "doc") == (1, 0)
