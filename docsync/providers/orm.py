@@ -247,7 +247,11 @@ class ORMTransaction(ProviderTransaction):
     ) -> None:
         self.check_writable()
         assert self.doc is not None and self.exists, "save_version before the document"
-        fmt, data = encode_snapshot(serialized_doc)
+        if serialized_doc is self._snapshot and "snapshot" in self.dirty:
+            # The snapshot just stored (a squash, a restore): encoded once.
+            fmt, data = self.doc.snapshot_format, self.doc.snapshot
+        else:
+            fmt, data = encode_snapshot(serialized_doc)
         DocumentVersion.objects.using(self.using).create(
             document=self.doc,
             clock=clock,
