@@ -24,12 +24,11 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 
-from .bindings import get_binding_registry
 from .bindings.base import BaseBinding
-from .exceptions import DocsyncError
+from .default import default_bindings, orm_provider_for
+from .exceptions import DocSyncError
 from .history import HistoryEntry, document_history, restore_document, state_at
 from .models import BINARY_TYPES, Document, DocumentShare, OperationBatch
-from .providers.orm import orm_provider_for
 from .squash import squash_document
 
 RENDER_LIMIT = 100_000
@@ -111,7 +110,7 @@ class PendingBatchInline(ReadOnlyMixin, admin.TabularInline):
 
 def _render_batch(batch: OperationBatch, max_lines: int, limit: int) -> str:
     """A batch as its binding describes it (one block per operations value)."""
-    binding = get_binding_registry().get(batch.document.doc_type)
+    binding = default_bindings().get(batch.document.doc_type)
     render = binding.render_operations if binding is not None else BaseBinding().render_operations
     lines: list[str] = []
     for value in batch.get_operations():
@@ -126,7 +125,7 @@ def render_state(doc_type: str, value: Any) -> str:
     """A snapshot (or a state rebuilt from history) as its binding renders it, as HTML."""
     if value is None:
         return "(no snapshot)"
-    binding = get_binding_registry().get(doc_type)
+    binding = default_bindings().get(doc_type)
     try:
         if binding is not None:
             text = binding.render(value)
@@ -335,7 +334,7 @@ class DocumentAdmin(admin.ModelAdmin):
         self._squash(request, queryset.db, list(queryset.values_list("doc_id", flat=True)))
 
     def _squash(self, request, using: str, doc_ids: list[str]) -> None:
-        provider, registry = orm_provider_for(using), get_binding_registry()
+        provider, registry = orm_provider_for(using), default_bindings()
         squashed, failures, skipped = 0, [], []
         for doc_id in doc_ids:
             try:
@@ -412,7 +411,7 @@ class DocumentAdmin(admin.ModelAdmin):
             entries = document_history(
                 provider, doc.doc_id, before_clock=before_clock, limit=TIMELINE_PAGE
             )
-        except DocsyncError:
+        except DocSyncError:
             return {}
         users = _users(doc._state.db, entries)
         rows = [(entry, users.get(entry.user_id)) for entry in entries]
@@ -432,8 +431,8 @@ class DocumentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         provider = orm_provider_for(doc._state.db)
         try:
-            state = state_at(provider, get_binding_registry(), doc.doc_id, clock)
-        except DocsyncError as exc:
+            state = state_at(provider, default_bindings(), doc.doc_id, clock)
+        except DocSyncError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(self._change_url(doc))
         context = {
@@ -461,9 +460,9 @@ class DocumentAdmin(admin.ModelAdmin):
         provider = orm_provider_for(doc._state.db)
         try:
             done = restore_document(
-                provider, get_binding_registry(), doc.doc_id, int(clock), request.user
+                provider, default_bindings(), doc.doc_id, int(clock), request.user
             )
-        except DocsyncError as exc:
+        except DocSyncError as exc:
             self.message_user(request, f"Not restored: {exc.message}", messages.ERROR)
         else:
             self.message_user(

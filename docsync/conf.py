@@ -10,11 +10,20 @@ from the default's type for a setting without an entry) when it is read, and
 all of them at once by ``manage.py check`` and at server start-up
 (``docsync.checks.ensure_valid_settings``), so a wrong type is an error naming
 the key, the value and the fix instead of a ``TypeError`` on a connection.
+
+A setting naming a class with options is written one way throughout:
+a dotted path, or ``{"class": "dotted.path", "options": {...}}`` (``PROVIDER``,
+``STATE_BACKEND``, each binding). The 0.2 spellings ``PROVIDER_OPTIONS`` and
+``STATE_OPTIONS`` still work, with a ``DeprecationWarning``.
+
+This module imports nothing of docsync: what caches an object built from
+the settings connects to ``setting_changed`` itself (``docsync.default``).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +34,10 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
-    # Where documents live (see docsync.providers).
+    # Where documents live (see docsync.providers): a dotted path, or
+    # {"class": "dotted.path", "options": {...}}.
     "PROVIDER": "docsync.providers.memory.InMemoryProvider",
+    # Deprecated: the options of PROVIDER (write PROVIDER as a dict instead).
     "PROVIDER_OPTIONS": {},
     # Document bindings by document type, and the one used for other types.
     # A value is a dotted path to a binding class (or instance), or a dict
@@ -42,8 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "OPEN_DOCUMENTS": False,
     # Where per-document shared state (subscribers, presence) lives. None
     # picks the in-process store, or the Redis one when the channel layer is
-    # channels-redis.
+    # channels-redis. Like PROVIDER: a dotted path or {"class", "options"}.
     "STATE_BACKEND": None,
+    # Deprecated: the options of STATE_BACKEND.
     "STATE_OPTIONS": {},
     # The server object routed by docsync.routing; None builds one from the
     # settings above.
@@ -112,6 +124,10 @@ DEFAULTS: dict[str, Any] = {
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
 
+#: Settings that name a class, and the deprecated settings of their options.
+CLASS_SETTINGS = {"PROVIDER": "PROVIDER_OPTIONS", "STATE_BACKEND": "STATE_OPTIONS"}
+_OPTIONS_OF = {options: name for name, options in CLASS_SETTINGS.items()}
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -156,6 +172,19 @@ DOTTED = Rule(
     ),
 )
 DOTTED_OR_NONE = Rule(f"None or {DOTTED.what}", lambda v: v is None or DOTTED.ok(v))
+CLASS_SPEC = Rule(
+    f"{DOTTED.what}, or {{'class': 'dotted.path', 'options': {{...}}}}",
+    lambda v: (
+        (
+            isinstance(v, dict)
+            and set(v) <= {"class", "options"}
+            and DOTTED.ok(v.get("class"))
+            and OPTIONS.ok(v.get("options", {}))
+        )
+        or (not isinstance(v, dict) and DOTTED.ok(v))
+    ),
+)
+CLASS_SPEC_OR_NONE = Rule(f"None, {CLASS_SPEC.what}", lambda v: v is None or CLASS_SPEC.ok(v))
 BINDING = Rule(
     "None, a dotted path to a binding class, a binding, "
     "or {'class': 'dotted.path', 'options': {...}}",
@@ -184,14 +213,14 @@ RETENTION = Rule(
 #: The rule of each setting; a setting missing here gets one from its
 #: default's type (see :func:`rule_for`).
 RULES: dict[str, Rule] = {
-    "PROVIDER": DOTTED,
+    "PROVIDER": CLASS_SPEC,
     "PROVIDER_OPTIONS": OPTIONS,
     "BINDINGS": BINDINGS,
     "DEFAULT_BINDING": BINDING,
     "AUTHENTICATE": DOTTED,
     "AUTHORIZE": DOTTED,
     "OPEN_DOCUMENTS": BOOLEAN,
-    "STATE_BACKEND": DOTTED_OR_NONE,
+    "STATE_BACKEND": CLASS_SPEC_OR_NONE,
     "STATE_OPTIONS": OPTIONS,
     "SERVER": DOTTED_OR_NONE,
     "PING_INTERVAL": whole(1, "milliseconds"),
@@ -281,8 +310,13 @@ def perform_import(value: Any, setting_name: str) -> Any:
         ) from exc
 
 
-class DocsyncSettings:
-    """Attribute access to ``DOCSYNC``, falling back to ``DEFAULTS``."""
+class DocSyncSettings:
+    """Attribute access to ``DOCSYNC``, falling back to ``DEFAULTS``.
+
+    ``PROVIDER`` and ``STATE_BACKEND`` read as the class (or object) they
+    name, and ``PROVIDER_OPTIONS`` / ``STATE_OPTIONS`` as its options,
+    whichever way they were written.
+    """
 
     def __init__(self) -> None:
         self._cached: dict[str, Any] = {}
@@ -312,25 +346,58 @@ class DocsyncSettings:
         problem = value_problem(attr, value)
         if problem:
             raise ImproperlyConfigured(f"{problem[0]} {problem[1]}")
+        if attr in CLASS_SETTINGS and isinstance(value, dict):
+            value = value["class"]
+        elif attr in _OPTIONS_OF:
+            value = self._options(attr, value)
         if attr in IMPORT_STRINGS:
             value = perform_import(value, attr)
         self._cached[attr] = value
         return value
 
+    def _options(self, attr: str, value: dict[str, Any]) -> dict[str, Any]:
+        """The options of a class setting: from its dict form, or the old key."""
+        name = _OPTIONS_OF[attr]
+        spec = self.user_settings.get(name)
+        if attr not in self.user_settings:
+            return dict(spec.get("options", {})) if isinstance(spec, dict) else value
+        if isinstance(spec, dict):
+            raise ImproperlyConfigured(
+                f"DOCSYNC[{attr!r}] and DOCSYNC[{name!r}] as a dict both give options; "
+                f"keep only {{'class': ..., 'options': {{...}}}} in DOCSYNC[{name!r}]."
+            )
+        warnings.warn(
+            f"DOCSYNC[{attr!r}] is deprecated: write DOCSYNC[{name!r}] as "
+            f"{{'class': 'dotted.path', 'options': {{...}}}}.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return value
+
     def reload(self) -> None:
+        """Forget what was read (the ``DOCSYNC`` setting changed)."""
         self._cached.clear()
         self._user = None
 
 
-docsync_settings = DocsyncSettings()
+docsync_settings = DocSyncSettings()
+
+
+def __getattr__(name: str) -> Any:
+    # The 0.2 spelling of DocSyncSettings.
+    if name == "DocsyncSettings":
+        warnings.warn(
+            "docsync.conf.DocsyncSettings is deprecated: use DocSyncSettings.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return DocSyncSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == "DOCSYNC":
         docsync_settings.reload()
-        from docsync import server
-
-        server.reset_default_server()
 
 
 setting_changed.connect(_reload)

@@ -1,12 +1,15 @@
-"""The Channels consumer: Socket.IO handshake, events and fan-out.
+"""The DocSync consumer: what the client's events mean.
 
-One consumer per WebSocket. It frames and unframes packets
-(``docsync.protocol``), checks the handshake (PROTOCOL §3), validates
-payloads (``docsync.events``), and leaves policy and storage to the
-``DocSyncServer`` it serves. Requests of one connection are handled one at a
-time, in arrival order; requests for one document never interleave.
+One consumer per WebSocket, on top of Socket.IO (``docsync.socketio_consumer``)
+and Engine.IO (``docsync.transport``). It authenticates the CONNECT
+(``docsync.handshake``), parses each request (``docsync.requests``) and hands
+it to the :class:`~docsync.server.DocSyncServer` it serves for policy and
+storage, then answers and fans out through the channel layer
+(``docsync.groups``). Requests of one connection are handled one at a time,
+in arrival order; requests for one document never interleave.
 
-The Engine.IO transport under it is ``docsync.transport.EngineIOConsumer``.
+A new client event is one handler in :attr:`DocSyncConsumer.handlers` and
+its payload's parser in ``docsync.requests``.
 """
 
 from __future__ import annotations
@@ -14,47 +17,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from channels.db import database_sync_to_async
 
-from . import logs
-from . import protocol as p
-from .events import parse_doc_request, parse_presence, parse_sync
+from . import groups, logs
 from .exceptions import (
-    DocsyncError,
+    DocSyncError,
     InvalidValue,
     PermissionDenied,
-    ProtocolError,
     StorageUnavailable,
     ValidationError,
 )
-from .groups import dirty_message, doc_group
 from .handshake import handshake
-from .providers.base import Origin
-from .revocation import session_hash, user_group
-from .server import _SIGNALS, DocSyncServer, Event, Grants
+from .identity import Identity
+from .listeners import DOCUMENT_EVENTS, SIGNALS, Event
+from .providers.orm import ORMProvider
+from .requests import parse_doc_request, parse_presence, parse_sync
+from .server import Grants
+from .socketio_consumer import SocketIOConsumer
 from .state import Member, has_collaborators
+from .sync import SyncOutcome
 from .throttle import Backoff
-from .transport import EngineIOConsumer, new_sid
+from .transport import new_sid
 
 logger = logging.getLogger(__name__)
 
-_ACK_ID = re.compile(r"^[25](?:\d+-)?(?:/[^,]*,)?(\d+)")
+#: Kept importable here (0.2); the group names live in ``docsync.groups``.
+doc_group = groups.doc_group
+
+_NOT_LOADED = object()
 
 
-class DocSyncConsumer(EngineIOConsumer):
-    """Serves one DocSync client over Socket.IO (Engine.IO v4, WebSocket only)."""
+class DocSyncConsumer(SocketIOConsumer):
+    """Serves one DocSync client: handshake, requests, fan-out and revocation."""
 
     def init_session(self) -> None:
-        self.identity: Event | None = None
-        self.user: Any = None
+        super().init_session()
+        self.identity: Identity | None = None
         self.user_group: str | None = None
         self.docs: set[str] = set()
-        self.pending: p.Packet | None = None
-        self.pending_bytes = 0
         # What authorize allowed this connection; revocations clear it.
         self.grants = Grants()
         # Drops the transport when the connection's token expires.
@@ -65,142 +69,67 @@ class DocSyncConsumer(EngineIOConsumer):
         from .conf import docsync_settings as s
 
         self.backoff = Backoff(s.REFUSAL_BACKOFF, s.REFUSAL_BACKOFF_MAX)
-        self.held_answers: set[asyncio.Task] = set()
+        self.held_answers: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
         return self.identity is not None
 
-    async def on_message(self, text: str) -> None:
-        await self._on_packet(text)
+    @property
+    def user(self) -> Any:
+        """The Django user the connection authenticated as (``None`` if unknown)."""
+        return self.identity.user if self.identity is not None else None
 
-    async def on_binary(self, data: bytes) -> None:
-        await self._on_attachment(data)
+    def _identity(self) -> Identity:
+        """The identity of a connected client (handlers only run once connected)."""
+        assert self.identity is not None
+        return self.identity
 
-    async def on_end(self, reason: str) -> None:
-        if self.expiry is not None:
-            self.expiry.cancel()
-        identity, doc_ids = self.identity, sorted(self.docs)
-        try:
-            await self._leave_namespace(reason)
-        finally:
-            logs.connection_ended(
-                self._sid_or_new(),
-                identity["userId"] if identity is not None else None,
-                doc_ids,
-                reason,
-                time.monotonic() - self.opened,
-                self.refused,
-            )
+    # -- connecting and leaving ------------------------------------------------
 
-    async def emit(self, name: str, data: Any) -> None:
-        """Send the event ``name`` to this client."""
-        await self._send_frames(p.encode_event(name, data))
-
-    # -- Socket.IO -----------------------------------------------------------
-
-    async def _on_packet(self, text: str) -> None:
-        try:
-            packet = p.decode_packet(text, self.srv.max_json_depth)
-        except (ProtocolError, ValidationError) as exc:
-            await self._malformed(text, exc)
-            return
-        if self.pending is not None:
-            logger.info("docsync: incomplete binary packet from %s dropped", self.sid)
-            self.pending = None
-        if packet.attachment_count:
-            self.pending = packet
-            self.pending_bytes = 0
-            return
-        await self._handle(packet)
-
-    async def _on_attachment(self, data: bytes) -> None:
-        packet = self.pending
-        if packet is None:
-            logger.info("docsync: unexpected binary frame from %s dropped", self.sid)
-            return
-        self.pending_bytes += len(data)
-        if self.pending_bytes > self.srv.max_payload:
-            # maxPayload bounds a whole packet, not each of its frames.
-            await self.shutdown("transport close", code=1009)
-            return
-        try:
-            complete = packet.add_attachment(data)
-        except ProtocolError as exc:
-            self.pending = None
-            logger.info("docsync: malformed binary packet from %s dropped: %s", self.sid, exc)
-            if packet.id is not None and self.identity is not None:
-                await self._answer_error(packet.id, exc)
-            return
-        if complete:
-            self.pending = None
-            await self._handle(packet)
-
-    async def _malformed(self, text: str, exc: ProtocolError | ValidationError) -> None:
-        logger.info("docsync: malformed packet from %s dropped: %s", getattr(self, "sid", "?"), exc)
-        if text[:1] == "0" and self.identity is None and isinstance(exc, InvalidValue):
-            # A CONNECT whose auth holds a refused value: refuse it as clearly.
-            await self._refuse_connect(None, f"Invalid handshake: {exc.message}")
-            return
-        match = _ACK_ID.match(text)
-        if match and self.identity is not None:
-            await self._answer_error(int(match.group(1)), exc)
-
-    async def _handle(self, packet: p.Packet) -> None:
-        kind = packet.packet_type
-        if packet.namespace not in (None, "/"):
-            if kind == p.CONNECT:
-                await self.send(p.encode_connect_error("Invalid namespace", packet.namespace))
-            return
-        if kind == p.CONNECT:
-            await self._on_connect(packet.data)
-        elif kind == p.DISCONNECT:
-            await self._leave_namespace("client namespace disconnect")
-        elif kind in (p.EVENT, p.BINARY_EVENT):
-            await self._on_event(packet)
-        else:
-            logger.debug("docsync: ignored Socket.IO packet type %s", kind)
-
-    async def _on_connect(self, auth: Any) -> None:
+    async def on_connect(self, auth: Any) -> None:
         if self.identity is not None:
             await self.shutdown("transport close")
             return
         address = _client_address(self.scope)
-        failures = self.srv.login_failures
+        failures = self.server.login_failures
         try:
             # An address that keeps failing waits its turn (one at a time).
             async with failures.turn(address):
                 try:
-                    identity = await handshake(self.srv, self.scope, auth)
+                    identity = await handshake(self.server.authenticate, self.scope, auth)
                 except StorageUnavailable:
                     raise  # not the client's failure
-                except DocsyncError:
+                except DocSyncError:
                     failures.failed(address)
                     raise
-                self.srv.add_user_connection(identity["userId"])
+                self.server.add_user_connection(identity.user_id)
         except StorageUnavailable as exc:
             # Closing the transport (not CONNECT_ERROR, after which the official
             # client gives up) makes clients reconnect until storage is back.
             self.refused = exc.message
-            await self.srv.emit("client_disconnect", _refused_event(auth, exc.message))
+            await self.server.emit("client_disconnect", _refused_event(auth, exc.message))
             self.request_end(exc.message, code=1013)
             return
-        except DocsyncError as exc:
+        except DocSyncError as exc:
             await self._refuse_connect(auth, exc.message)
             return
-        self.user = identity.pop("user", None)
         self.identity = identity
-        self.connect_deadline.cancel()
-        self._expire_at(identity.get("expiresAt"))
+        if self.connect_deadline is not None:
+            self.connect_deadline.cancel()
+        self._expire_at(identity.expires_at)
         # Before answering, so that no revocation can slip in between.
-        self.user_group = _user_group_of(identity)
-        if self.user_group is not None:
-            await self.layer_group_add(self.user_group)
-        await self.send(p.encode_connect(new_sid()))
-        await self.emit("identity", {"userId": identity["userId"]})
-        await self.srv.emit(
-            "client_connect", self._event(context=identity.get("context")), user=self.user
+        self.user_group = groups.user_group(identity.user_pk)
+        await self.layer_group_add(self.user_group)
+        await self.accept_namespace(new_sid())
+        await self.emit("identity", {"userId": identity.user_id})
+        await self.server.emit(
+            "client_connect", identity.event(context=identity.context), user=identity.user
         )
+
+    async def on_invalid_connect(self, exc: InvalidValue) -> None:
+        # A CONNECT whose auth holds a refused value: refuse it as clearly.
+        await self._refuse_connect(None, f"Invalid handshake: {exc.message}")
 
     def _expire_at(self, expires_at: float | None) -> None:
         """Drop the transport at ``expires_at`` (Unix seconds), when the token expires."""
@@ -219,78 +148,177 @@ class DocSyncConsumer(EngineIOConsumer):
 
     async def _refuse_connect(self, auth: Any, message: str) -> None:
         self.refused = message
-        await self.send(p.encode_connect_error(message))
-        await self.srv.emit("client_disconnect", _refused_event(auth, message))
+        await self.refuse_namespace(message)
+        await self.server.emit("client_disconnect", _refused_event(auth, message))
+
+    async def on_namespace_disconnect(self) -> None:
+        await self._leave_namespace("client namespace disconnect")
+
+    async def on_end(self, reason: str) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        identity, doc_ids = self.identity, sorted(self.docs)
+        try:
+            await self._leave_namespace(reason)
+        finally:
+            logs.connection_ended(
+                self._sid_or_new(),
+                identity.user_id if identity is not None else None,
+                doc_ids,
+                reason,
+                time.monotonic() - self.opened,
+                self.refused,
+            )
 
     async def _leave_namespace(self, reason: str) -> None:
-        if self.identity is None:
+        identity = self.identity
+        if identity is None:
             return
         for doc_id in list(self.docs):
             try:
-                remaining = await self._leave(doc_id)
-                await self._collaboration(doc_id, remaining)
-                await self._emit_doc("doc_unsubscribe", self._event(docId=doc_id, reason=reason))
+                await self._unsubscribe(doc_id, reason)
             except Exception:  # the other documents are still left
                 logger.exception("docsync: leaving %r on %s failed", doc_id, reason)
-        event = self._event(reason=reason)
-        self.srv.remove_user_connection(self.identity["userId"])
+        self.server.remove_user_connection(identity.user_id)
         self.identity = None
         for task in self.held_answers:
             task.cancel()
         if self.user_group is not None:
             await self.layer_group_discard(self.user_group)
-        await self.srv.emit("client_disconnect", event, user=self.user)
-
-    async def _emit_doc(self, name: str, event: Event) -> None:
-        """Emit a document's event; its signal also gets the ``Document`` (ORM provider)."""
-        extra: dict[str, Any] = {"user": self.user}
-        if _SIGNALS[name].has_listeners():
-            extra["document"] = await _load_document(self.srv, event["docId"])
-        await self.srv.emit(name, event, **extra)
-
-    def _event(self, **fields: Any) -> Event:
-        ident = self.identity
-        return Event(
-            userId=ident["userId"], deviceId=ident["deviceId"], clientId=ident["clientId"], **fields
+        await self.server.emit(
+            "client_disconnect", identity.event(reason=reason), user=identity.user
         )
 
-    # -- events ---------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------
 
-    async def _on_event(self, packet: p.Packet) -> None:
-        if self.identity is None:
-            logger.debug("docsync: event before CONNECT dropped")
-            return
-        try:
-            event = p.parse_event(packet)
-        except ProtocolError as exc:
-            self._request_failed("", None, exc)
-            if packet.id is not None:
-                await self._answer_error(packet.id, exc)
-            return
-        handler = self._handlers.get(event.name)
-        arg = event.arg
+    async def on_event(self, name: str, arg: Any, ack_id: int | None) -> None:
+        handler = self.handlers.get(name)
         doc_id = arg.get("docId") if isinstance(arg, dict) else None
         doc_id = doc_id if isinstance(doc_id, str) else None
         try:
             if handler is None:
-                raise ValidationError(f"Unknown event: {event.name}")
-            await handler(self, arg, event.ack_id)
-        except DocsyncError as exc:
-            self._request_failed(event.name, event.arg, exc)
-            error: DocsyncError | None = exc
+                raise ValidationError(f"Unknown event: {name}")
+            await handler(self, arg, ack_id)
+        except DocSyncError as exc:
+            self._request_failed(name, arg, exc)
+            error: DocSyncError | None = exc
         except Exception as exc:
-            logger.exception("docsync: %s failed", event.name)
-            self._request_failed(event.name, event.arg, exc)
+            logger.exception("docsync: %s failed", name)
+            self._request_failed(name, arg, exc)
             error = None  # answered as an internal error, never with its text
         else:
             if doc_id is not None:
                 self.backoff.succeeded(doc_id)
             return
-        if event.ack_id is not None:
-            await self._refuse(event.ack_id, error, event.name, doc_id)
+        if ack_id is not None:
+            await self._refuse(ack_id, error, name, doc_id)
+
+    async def on_invalid(
+        self, ack_id: int | None, exc: DocSyncError, *, request: bool = False
+    ) -> None:
+        if request:
+            self._request_failed("", None, exc)
+        if ack_id is not None:
+            await self._answer_error(ack_id, exc)
+
+    async def on_sync(self, data: Any, ack_id: int | None) -> None:
+        """``sync``: store the client's operations, answer what it misses (PROTOCOL §4)."""
+        started = time.perf_counter()
+        try:
+            req = parse_sync(data, self.server.max_json_depth)
+        except ValidationError as exc:
+            await self._sync_event(_raw_sync(data), started, error=exc)
+            raise
+        doc_id = req.doc_id
+        limit = self.server.max_documents
+        if limit and doc_id not in self.docs and len(self.docs) >= limit:
+            too_many = ValidationError(
+                f"Too many documents open on this connection (at most {limit}): "
+                "unsubscribe-doc some first."
+            )
+            await self._sync_event(req.as_wire(), started, error=too_many)
+            raise too_many
+        # Requests for one document queue up in this process, except pulls on a
+        # provider whose reads take no lock (a pull never waits for writers).
+        unlocked = not req.operations and getattr(self.server.provider, "unlocked_reads", False)
+        group = groups.doc_group(doc_id)
+        async with contextlib.nullcontext() if unlocked else self.server.doc_lock(doc_id):
+            first = doc_id not in self.docs
+            if first:
+                # Join the group before reading, so no dirty is missed.
+                await self.layer_group_add(group)
+            else:
+                await self.layer_group_refresh(group)
+            try:
+                outcome = await self.server.sync(req, self._identity(), self.grants)
+            except Exception as exc:
+                self.grants.forget(doc_id)
+                if first:
+                    await self.layer_group_discard(group)
+                await self._sync_event(req.as_wire(), started, error=exc)
+                raise
+            document: Any = _NOT_LOADED
+            members = None
+            if first:
+                document = await self._signal_document(doc_id)
+                members = await self._subscribe(doc_id, document)
+            await self.ack(ack_id, {"data": outcome.as_wire(doc_id)})
+            if req.operations:
+                members = await self._dirty(doc_id, members)
+        self.server.maybe_squash(doc_id, outcome.pending)
+        await self._sync_event(
+            req.as_wire(), started, outcome=outcome, members=members, document=document
+        )
+
+    async def on_presence(self, data: Any, ack_id: int | None) -> None:
+        """``presence``: relay this client's presence to the document's others."""
+        req = parse_presence(data, self.server.max_presence, self.server.max_json_depth)
+        if req.doc_id not in self.docs:
+            raise PermissionDenied()
+        identity = self._identity()
+        await self.server.check(
+            "presence", {"docId": req.doc_id, "presence": req.presence}, identity, self.grants
+        )
+        await self.server.state.set_presence(req.doc_id, identity.client_id, req.presence)
+        members = await self.server.state.members(req.doc_id)
+        if any(m.channel != self.channel_name for m in members):
+            await self.layer_group_send(
+                groups.doc_group(req.doc_id),
+                groups.presence(req.doc_id, {identity.client_id: req.presence}, self.channel_name),
+            )
+        await self.ack(ack_id, {})
+
+    async def on_unsubscribe(self, data: Any, ack_id: int | None) -> None:
+        """``unsubscribe-doc``: stop hearing about a document."""
+        req = parse_doc_request(data, "unsubscribe-doc")
+        await self.server.check("unsubscribe-doc", {"docId": req.doc_id}, self._identity())
+        if req.doc_id not in self.docs:
+            await self.ack(ack_id, {"success": True})
+            return
+        await self._unsubscribe(req.doc_id, "unsubscribe-doc", ack_id=ack_id)
+
+    async def on_delete(self, data: Any, ack_id: int | None) -> None:
+        """``delete-doc``: tombstone a document."""
+        req = parse_doc_request(data, "delete-doc")
+        identity = self._identity()
+        async with self.server.doc_lock(req.doc_id):
+            deleted = await self.server.delete(req, identity)
+        await self.ack(ack_id, {"success": True})
+        if deleted:
+            await self._emit_doc("doc_delete", identity.event(docId=req.doc_id))
+
+    #: The client's events and their handlers (payload parsers: ``docsync.requests``).
+    handlers: dict[str, Callable[[DocSyncConsumer, Any, int | None], Awaitable[None]]] = {
+        "sync": on_sync,
+        "presence": on_presence,
+        "unsubscribe-doc": on_unsubscribe,
+        "delete-doc": on_delete,
+    }
+
+    # -- answering refusals -------------------------------------------------------
 
     async def _refuse(
-        self, ack_id: int, exc: DocsyncError | None, name: str, doc_id: str | None
+        self, ack_id: int, exc: DocSyncError | None, name: str, doc_id: str | None
     ) -> None:
         """Answer a refusal; the same one again and again waits longer each time.
 
@@ -324,89 +352,104 @@ class DocSyncConsumer(EngineIOConsumer):
             return
         logs.request_failed(
             self.sid,
-            self.identity["userId"] if self.identity is not None else None,
+            self.identity.user_id if self.identity is not None else None,
             name,
             arg.get("docId") if isinstance(arg, dict) else None,
-            exc.wire_type if isinstance(exc, DocsyncError) else "DatabaseError",
-            exc.message if isinstance(exc, DocsyncError) else "Internal server error",
+            exc.wire_type if isinstance(exc, DocSyncError) else "DatabaseError",
+            exc.message if isinstance(exc, DocSyncError) else "Internal server error",
         )
-
-    async def _ack(self, ack_id: int | None, response: Any) -> None:
-        if ack_id is not None:
-            await self._send_frames(p.encode_ack(ack_id, response))
 
     async def _answer_error(self, ack_id: int, exc: Exception | None, name: str = "") -> None:
         await self._throttle()
-        if isinstance(exc, DocsyncError):
+        if isinstance(exc, DocSyncError):
             error = {"type": exc.wire_type, "message": exc.message}
         else:
             error = {"type": "DatabaseError", "message": "Internal server error"}
         body: dict[str, Any] = {"error": error}
         if name in ("delete-doc", "unsubscribe-doc"):
             body = {"success": False, "error": error}
-        await self._send_frames(p.encode_ack(ack_id, body))
+        await self.ack(ack_id, body)
 
     async def _throttle(self) -> None:
         """Slow down a user whose requests keep failing, over all its
         connections (the official client retries at once, forever)."""
-        user = self.identity["userId"] if self.identity is not None else f"sid:{self.sid}"
-        refusals = self.srv.refusals
+        user = self.identity.user_id if self.identity is not None else f"sid:{self.sid}"
+        refusals = self.server.refusals
         async with refusals.turn(user):
             refusals.failed(user)
 
-    def _origin(self) -> Origin:
-        ident = self.identity
-        return Origin(ident["userId"], ident["deviceId"], ident["clientId"])
+    # -- subscriptions and fan-out ---------------------------------------------
 
-    async def on_sync(self, data: Any, ack_id: int | None) -> None:
-        started = time.perf_counter()
-        try:
-            req = parse_sync(data, self.srv.max_json_depth)
-        except ValidationError as exc:
-            await self._sync_event(_raw_sync(data), started, error=exc)
-            raise
-        doc_id = req.doc_id
-        limit = self.srv.max_documents
-        if limit and doc_id not in self.docs and len(self.docs) >= limit:
-            exc = ValidationError(
-                f"Too many documents open on this connection (at most {limit}): "
-                "unsubscribe-doc some first."
+    def _member(self) -> Member:
+        identity = self._identity()
+        return Member(self.channel_name, identity.user_id, identity.device_id, identity.client_id)
+
+    async def _subscribe(self, doc_id: str, document: Any) -> list[Member]:
+        members = await self.server.state.join(doc_id, self._member())
+        self.docs.add(doc_id)
+        event = self._identity().event(docId=doc_id)
+        await self._emit_doc("doc_subscribe", event, document)
+        presence = await self.server.state.get_presence(doc_id)
+        if presence:
+            await self.emit("presence", {"docId": doc_id, "presence": presence})
+        await self._collaboration(doc_id, members)
+        return members
+
+    async def _unsubscribe(self, doc_id: str, reason: str, ack_id: int | None = None) -> None:
+        """Leave ``doc_id`` (answering ``ack_id`` once left), tell the others."""
+        remaining = await self._leave(doc_id)
+        await self.ack(ack_id, {"success": True})
+        await self._collaboration(doc_id, remaining)
+        await self._emit_doc("doc_unsubscribe", self._identity().event(docId=doc_id, reason=reason))
+
+    async def _leave(self, doc_id: str) -> list[Member]:
+        """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
+        client_id = self._identity().client_id
+        self.docs.discard(doc_id)
+        self.grants.forget(doc_id)
+        remaining = await self.server.state.leave(doc_id, self._member())
+        group = groups.doc_group(doc_id)
+        await self.layer_group_discard(group)
+        if remaining:
+            await self.layer_group_send(group, groups.presence(doc_id, {client_id: None}))
+        return remaining
+
+    async def _collaboration(self, doc_id: str, members: list[Member]) -> None:
+        has = has_collaborators(members)
+        if any(m.channel != self.channel_name for m in members):
+            await self.layer_group_send(
+                groups.doc_group(doc_id), groups.collaboration(doc_id, has, self.channel_name)
             )
-            await self._sync_event(req.as_wire(), started, error=exc)
-            raise exc
-        # Requests for one document queue up in this process, except pulls on a
-        # provider whose reads take no lock (a pull never waits for writers).
-        unlocked = not req.operations and getattr(self.srv.provider, "unlocked_reads", False)
-        async with contextlib.nullcontext() if unlocked else self.srv.doc_lock(doc_id):
-            first = doc_id not in self.docs
-            if first:
-                # Join the group before reading, so no dirty is missed.
-                await self.layer_group_add(doc_group(doc_id))
-            else:
-                await self.layer_group_refresh(doc_group(doc_id))
-            try:
-                outcome = await self.srv.sync(req, self.identity, self._origin(), self.grants)
-            except Exception as exc:
-                self.grants.forget(doc_id)
-                if first:
-                    await self.layer_group_discard(doc_group(doc_id))
-                await self._sync_event(req.as_wire(), started, error=exc)
-                raise
-            members = await self._subscribe(doc_id) if first else None
-            response = {"data": outcome.as_wire(doc_id)}
-            await self._ack(ack_id, response)
-            if req.operations:
-                await self._dirty(doc_id, members)
-        self.srv.maybe_squash(doc_id, outcome.pending)
-        await self._sync_event(req.as_wire(), started, outcome=outcome, members=members)
+        if doc_id in self.docs:
+            await self.emit("collaboration", {"docId": doc_id, "hasCollaborators": has})
 
-    async def _sync_event(self, req, started, *, outcome=None, error=None, members=None) -> None:
+    async def _dirty(self, doc_id: str, members: list[Member] | None) -> list[Member]:
+        """Tell the document's other devices to pull; return the members read."""
+        if members is None:
+            members = await self.server.state.members(doc_id)
+        device = self._identity().device_id
+        if any(m.device_id != device for m in members):
+            await self.layer_group_send(groups.doc_group(doc_id), groups.dirty(doc_id, device))
+        return members
+
+    # -- listener events -----------------------------------------------------------
+
+    async def _sync_event(
+        self,
+        req: dict[str, Any],
+        started: float,
+        *,
+        outcome: SyncOutcome | None = None,
+        error: Exception | None = None,
+        members: list[Member] | None = None,
+        document: Any = _NOT_LOADED,
+    ) -> None:
         """Fire sync_request for ``req`` (its wire fields), success or error."""
-        if not self.srv.wants("sync_request"):
+        if not self.server.wants("sync_request"):
             return
         doc_id = req["docId"] if isinstance(req["docId"], str) else None
         if members is None:
-            members = await self.srv.state.members(doc_id) if doc_id else []
+            members = await self.server.state.members(doc_id) if doc_id else []
         fields: dict[str, Any] = {
             "status": "error" if error is not None else "success",
             "req": req,
@@ -415,130 +458,71 @@ class DocSyncConsumer(EngineIOConsumer):
             "devicesCount": len({m.device_id for m in members}),
         }
         if outcome is not None:
-            res = outcome.as_wire(doc_id)
+            res = outcome.as_wire(doc_id or "")
             del res["docId"]
             fields["res"] = res
         else:
-            wire = error if isinstance(error, DocsyncError) else None
+            wire = error if isinstance(error, DocSyncError) else None
             fields["error"] = {
                 "type": wire.wire_type if wire else "DatabaseError",
                 "message": wire.message if wire else str(error),
                 "stack": None,
             }
-        await self._emit_doc("sync_request", self._event(docId=doc_id, **fields))
-
-    async def _subscribe(self, doc_id: str) -> list[Member]:
-        ident = self.identity
-        member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
-        members = await self.srv.state.join(doc_id, member)
-        self.docs.add(doc_id)
-        await self._emit_doc("doc_subscribe", self._event(docId=doc_id))
-        presence = await self.srv.state.get_presence(doc_id)
-        if presence:
-            await self.emit("presence", {"docId": doc_id, "presence": presence})
-        await self._collaboration(doc_id, members)
-        return members
-
-    async def _collaboration(self, doc_id: str, members: list[Member]) -> None:
-        has = has_collaborators(members)
-        if any(m.channel != self.channel_name for m in members):
-            await self.layer_group_send(
-                doc_group(doc_id),
-                {
-                    "type": "docsync.collaboration",
-                    "doc": doc_id,
-                    "has": has,
-                    "skip": self.channel_name,
-                },
-            )
-        if doc_id in self.docs:
-            await self.emit("collaboration", {"docId": doc_id, "hasCollaborators": has})
-
-    async def _dirty(self, doc_id: str, members: list[Member] | None) -> None:
-        if members is None:
-            members = await self.srv.state.members(doc_id)
-        device = self.identity["deviceId"]
-        if any(m.device_id != device for m in members):
-            await self.layer_group_send(doc_group(doc_id), dirty_message(doc_id, device))
-
-    async def _leave(self, doc_id: str) -> list[Member]:
-        """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
-        ident = self.identity
-        member = Member(self.channel_name, ident["userId"], ident["deviceId"], ident["clientId"])
-        self.docs.discard(doc_id)
-        self.grants.forget(doc_id)
-        remaining = await self.srv.state.leave(doc_id, member)
-        await self.layer_group_discard(doc_group(doc_id))
-        if remaining:
-            await self.layer_group_send(
-                doc_group(doc_id),
-                {
-                    "type": "docsync.presence",
-                    "doc": doc_id,
-                    "presence": {ident["clientId"]: None},
-                    "skip": "",
-                },
-            )
-        return remaining
-
-    async def on_presence(self, data: Any, ack_id: int | None) -> None:
-        req = parse_presence(data, self.srv.max_presence, self.srv.max_json_depth)
-        if req.doc_id not in self.docs:
-            raise PermissionDenied()
-        await self.srv.check(
-            "presence", {"docId": req.doc_id, "presence": req.presence}, self.identity, self.grants
+        await self._emit_doc(
+            "sync_request", self._identity().event(docId=doc_id, **fields), document
         )
-        client_id = self.identity["clientId"]
-        await self.srv.state.set_presence(req.doc_id, client_id, req.presence)
-        members = await self.srv.state.members(req.doc_id)
-        if any(m.channel != self.channel_name for m in members):
-            await self.layer_group_send(
-                doc_group(req.doc_id),
-                {
-                    "type": "docsync.presence",
-                    "doc": req.doc_id,
-                    "presence": {client_id: req.presence},
-                    "skip": self.channel_name,
-                },
-            )
-        await self._ack(ack_id, {})
 
-    async def on_unsubscribe(self, data: Any, ack_id: int | None) -> None:
-        req = parse_doc_request(data, "unsubscribe-doc")
-        await self.srv.check("unsubscribe-doc", {"docId": req.doc_id}, self.identity)
-        if req.doc_id not in self.docs:
-            await self._ack(ack_id, {"success": True})
-            return
-        remaining = await self._leave(req.doc_id)
-        await self._ack(ack_id, {"success": True})
-        await self._collaboration(req.doc_id, remaining)
-        event = self._event(docId=req.doc_id, reason="unsubscribe-doc")
-        await self._emit_doc("doc_unsubscribe", event)
+    async def _emit_doc(self, name: str, event: Event, document: Any = _NOT_LOADED) -> None:
+        """Emit a document's event; its signal also gets the ``Document`` (ORM provider).
 
-    async def on_delete(self, data: Any, ack_id: int | None) -> None:
-        req = parse_doc_request(data, "delete-doc")
-        async with self.srv.doc_lock(req.doc_id):
-            deleted = await self.srv.delete(req, self.identity)
-        await self._ack(ack_id, {"success": True})
-        if deleted:
-            await self._emit_doc("doc_delete", self._event(docId=req.doc_id))
+        ``document``: the row already read for this request, if any.
+        """
+        extra: dict[str, Any] = {"user": self.user}
+        if SIGNALS[name].has_listeners():
+            if document is _NOT_LOADED:
+                document = await self._signal_document(event["docId"])
+            extra["document"] = document
+        await self.server.emit(name, event, **extra)
 
-    _handlers = {
-        "sync": on_sync,
-        "presence": on_presence,
-        "unsubscribe-doc": on_unsubscribe,
-        "delete-doc": on_delete,
-    }
+    async def _signal_document(self, doc_id: Any) -> Any:
+        """The ``Document`` the signals of this request give (read once), or ``None``.
 
-    # -- channel-layer messages -----------------------------------------------
+        Read only when a receiver of a document's signal is connected, and
+        only with ``ORMProvider``.
+        """
+        provider = self.server.provider
+        if not isinstance(doc_id, str) or not isinstance(provider, ORMProvider):
+            return None
+        if not any(SIGNALS[name].has_listeners() for name in DOCUMENT_EVENTS):
+            return _NOT_LOADED
+        from .models import Document
+
+        docs = Document.objects.using(provider.using).defer("snapshot")
+        try:
+            return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
+        except Exception as exc:  # the database is down: the signal goes without it
+            logger.debug("docsync: loading %r for a signal failed: %r", doc_id, exc)
+            return None
+
+    # -- channel-layer messages (docsync.groups) -------------------------------------
 
     async def docsync_dirty(self, message: dict[str, Any]) -> None:
-        if message["doc"] in self.docs and message["device"] != self.identity["deviceId"]:
+        if (
+            self.identity is not None
+            and message["doc"] in self.docs
+            and message["device"] != self.identity.device_id
+        ):
             await self.emit("dirty", {"docId": message["doc"]})
 
     async def docsync_presence(self, message: dict[str, Any]) -> None:
         if message["skip"] != self.channel_name and message["doc"] in self.docs:
             await self.emit("presence", {"docId": message["doc"], "presence": message["presence"]})
+
+    async def docsync_collaboration(self, message: dict[str, Any]) -> None:
+        if message["skip"] != self.channel_name and message["doc"] in self.docs:
+            await self.emit(
+                "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
+            )
 
     async def docsync_revoke(self, message: dict[str, Any]) -> None:
         """Access was taken away (``docsync.revocation``): close, or re-check documents."""
@@ -553,70 +537,35 @@ class DocSyncConsumer(EngineIOConsumer):
         if self.docs:
             for doc_id in await self._unreadable(sorted(self.docs)):
                 if doc_id in self.docs:
-                    remaining = await self._leave(doc_id)
-                    await self._collaboration(doc_id, remaining)
-                    event = self._event(docId=doc_id, reason="access revoked")
-                    await self._emit_doc("doc_unsubscribe", event)
+                    await self._unsubscribe(doc_id, "access revoked")
 
     def _revocation_applies(self, message: dict[str, Any]) -> bool:
         if message.get("auth") is None:
             return True
-        context = self.identity.get("context")
+        context = self._identity().context
         if not isinstance(context, dict) or context.get("auth") != message["auth"]:
             return False
         if message.get("session") is None:
             return True
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
-        return key is None or session_hash(key) == message["session"]
+        return key is None or groups.session_hash(key) == message["session"]
 
     async def _revoked(self, reason: str) -> None:
         # A Socket.IO DISCONNECT first: the official client does not reconnect after it.
-        await self.send(text_data=p.EIO_MESSAGE + str(p.DISCONNECT))
+        await self.disconnect_namespace()
         logger.info("docsync: closing %s: %s", self.sid, reason)
         self.request_end(reason)
 
     async def _unreadable(self, doc_ids: list[str]) -> list[str]:
         try:
-            return await self.srv.unreadable(doc_ids, self.identity)
+            return await self.server.unreadable(doc_ids, self._identity())
         except StorageUnavailable:
             return []  # logged once as an outage; the next request is authorized anyway
         except Exception:
             # Subscriptions stay; the next request is authorized again anyway.
             logger.exception("docsync: re-checking access of %s failed", self.sid)
             return []
-
-    async def docsync_collaboration(self, message: dict[str, Any]) -> None:
-        if message["skip"] != self.channel_name and message["doc"] in self.docs:
-            await self.emit(
-                "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
-            )
-
-
-def _user_group_of(identity: Event) -> str | None:
-    """The revocation group of the connection's user (``docsync.revocation``)."""
-    context = identity.get("context")
-    pk = context.get("user_pk") if isinstance(context, dict) else None
-    if pk is None:
-        pk = identity["userId"]
-    return user_group(pk)
-
-
-async def _load_document(srv: DocSyncServer, doc_id: Any) -> Any:
-    """The ``Document`` row of ``doc_id`` with the ORM provider, else ``None``."""
-    from .providers.orm import ORMProvider
-
-    provider = srv.provider
-    if not isinstance(doc_id, str) or not isinstance(provider, ORMProvider):
-        return None
-    from .models import Document
-
-    docs = Document.objects.using(provider.using).defer("snapshot")
-    try:
-        return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
-    except Exception as exc:  # the database is down: the signal goes without it
-        logger.debug("docsync: loading %r for a signal failed: %r", doc_id, exc)
-        return None
 
 
 def _raw_sync(data: Any) -> dict[str, Any]:
@@ -625,7 +574,7 @@ def _raw_sync(data: Any) -> dict[str, Any]:
     return {key: data.get(key) for key in ("type", "docId", "operations", "serializedDoc", "clock")}
 
 
-def _client_address(scope: dict[str, Any]) -> str:
+def _client_address(scope: Mapping[str, Any]) -> str:
     """The client's address as the ASGI server saw it (behind a proxy: as the
     proxy headers middleware of the server, if trusted, rewrote it)."""
     client = scope.get("client")

@@ -1,6 +1,6 @@
 """One tree of errors that policy code raises and the consumer answers.
 
-``DocsyncError.wire_type`` is the ``error.type`` a client sees; the consumer
+``DocSyncError.wire_type`` is the ``error.type`` a client sees; the consumer
 is the only place that turns an exception into ``{"error": {...}}``.
 Configuration errors are ``ImproperlyConfigured`` and stay outside this tree
 so that no per-request handler swallows them.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 
-class DocsyncError(Exception):
+class DocSyncError(Exception):
     """Base class of every error a client may be told about."""
 
     wire_type = "DatabaseError"
@@ -24,21 +24,21 @@ class DocsyncError(Exception):
         super().__init__(self.message)
 
 
-class AuthenticationFailed(DocsyncError):
+class AuthenticationFailed(DocSyncError):
     """The handshake could not establish who is connecting."""
 
     wire_type = "AuthenticationError"
     default_message = "Authentication failed: invalid credentials"
 
 
-class PermissionDenied(DocsyncError):
+class PermissionDenied(DocSyncError):
     """The user may not do this to this document (or it does not exist)."""
 
     wire_type = "AuthorizationError"
     default_message = "Access denied"
 
 
-class ValidationError(DocsyncError):
+class ValidationError(DocSyncError):
     """The request's payload is malformed; the message names the field."""
 
     wire_type = "ValidationError"
@@ -91,7 +91,7 @@ class DocumentDeleted(ValidationError):
         )
 
 
-class DocumentNotFound(DocsyncError):
+class DocumentNotFound(DocSyncError):
     """No document has this id (raised by the server-side code, ``docsync.history``).
 
     Over the socket a client is never told this (it reads as ``PermissionDenied``).
@@ -107,13 +107,13 @@ class HistoryUnavailable(ValidationError):
     """The history asked for is not kept (pruned, or older than history)."""
 
 
-class ProtocolError(DocsyncError):
+class ProtocolError(DocSyncError):
     """A frame that breaks Engine.IO / Socket.IO framing."""
 
     wire_type = "ValidationError"
 
 
-class StorageError(DocsyncError):
+class StorageError(DocSyncError):
     """The provider failed (database unavailable, integrity error ...)."""
 
     wire_type = "DatabaseError"
@@ -128,3 +128,17 @@ class StorageUnavailable(StorageError):
     """
 
     default_message = "Storage is unavailable; try again shortly."
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated spelling, kept so that code written for 0.2 still imports.
+    if name == "DocsyncError":
+        import warnings
+
+        warnings.warn(
+            "docsync.exceptions.DocsyncError is deprecated: use DocSyncError.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return DocSyncError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

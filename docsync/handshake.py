@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 
-from .events import MAX_ID_LENGTH
-from .exceptions import AuthenticationFailed, DocsyncError, StorageUnavailable
+from .exceptions import AuthenticationFailed, DocSyncError, StorageUnavailable
+from .hops import call_sync_or_async
+from .identity import Identity
+from .listeners import Event
 from .outage import StorageOutage
-from .server import DocSyncServer, Event, _call_sync_or_async
+from .requests import MAX_ID_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def _check_payload(auth: Any) -> dict[str, Any]:
     return auth
 
 
-def auth_request(scope: dict[str, Any], token: str | None) -> Event:
+def auth_request(scope: Mapping[str, Any], token: str | None) -> Event:
     """What ``authenticate`` receives: the handshake request and the token."""
     headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", [])}
     cookies: dict[str, str] = {}
@@ -70,25 +73,25 @@ def _normalize(result: Any) -> dict[str, Any] | None:
     return identity
 
 
-async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> Event:
-    """Check a CONNECT payload and authenticate it.
+async def handshake(
+    authenticate: Callable[..., Any], scope: Mapping[str, Any], auth: Any
+) -> Identity:
+    """Check a CONNECT payload and authenticate it with ``authenticate``.
 
-    Returns the connection's identity (userId, deviceId, clientId, context,
-    the Django user when known, and ``expiresAt`` when its credentials
-    expire); raises ``AuthenticationFailed`` with the
+    Returns the connection's :class:`~docsync.identity.Identity` (the Django
+    user when known, and ``expires_at`` when its credentials expire); raises
+    ``AuthenticationFailed`` with the
     exact message the client must see, or ``StorageUnavailable`` when the
     database is down (the client should come back, not give up).
     """
     auth = _check_payload(auth)
     try:
-        result = await _call_sync_or_async(
-            server.authenticate, auth_request(scope, auth.get("token"))
-        )
+        result = await call_sync_or_async(authenticate, auth_request(scope, auth.get("token")))
         identity = _normalize(result)
     except StorageUnavailable as exc:
         StorageOutage.failed(exc)
         raise
-    except DocsyncError as exc:
+    except DocSyncError as exc:
         raise AuthenticationFailed(f"Authentication error: {exc.message}") from exc
     except Exception as exc:
         # Its text may hold anything (SQL, paths): logged, never sent.
@@ -99,13 +102,11 @@ async def handshake(server: DocSyncServer, scope: dict[str, Any], auth: Any) -> 
     claimed = auth.get("claimedUserId")
     if claimed is not None and claimed != identity["userId"]:
         raise AuthenticationFailed("Authentication failed: claimed user ID mismatch")
-    event = Event(
-        userId=identity["userId"],
-        deviceId=auth["deviceId"],
-        clientId=auth["clientId"],
+    return Identity(
+        user_id=identity["userId"],
+        device_id=auth["deviceId"],
+        client_id=auth["clientId"],
         context=identity["context"],
         user=identity["user"],
+        expires_at=identity.get("expiresAt"),
     )
-    if "expiresAt" in identity:
-        event["expiresAt"] = identity["expiresAt"]
-    return event

@@ -114,7 +114,7 @@ def redis_check(url: str) -> Check:
 
 async def draining_check() -> str | None:
     """Fails once this process's server has begun closing its connections."""
-    from .server import default_server_draining
+    from .default import default_server_draining
 
     if default_server_draining():
         raise RuntimeError("draining")
@@ -123,7 +123,7 @@ async def draining_check() -> str | None:
 
 def _state_redis_url() -> str | None:
     """The URL of the state backend's Redis, when it is ``RedisState``."""
-    from .server import get_default_server
+    from .default import get_default_server
 
     state = get_default_server().state
     try:

@@ -37,7 +37,7 @@ from django.utils import timezone
 from . import signals
 from .bindings.base import BindingRegistry
 from .exceptions import DocumentDeleted, DocumentNotFound, HistoryUnavailable, InvalidValue
-from .groups import dirty_message, doc_group
+from .groups import dirty, doc_group
 from .providers.base import (
     BaseProvider,
     BatchRecord,
@@ -261,7 +261,7 @@ def _base(tx: ProviderTransaction, record: DocRecord, clock: int) -> tuple[Any, 
 
 def _after_restore(provider: BaseProvider, restored: Restored, user: Any) -> None:
     """After the commit: every subscriber resyncs; receivers hear of it."""
-    send_to_group(doc_group(restored.doc_id), dirty_message(restored.doc_id))
+    send_to_group(doc_group(restored.doc_id), dirty(restored.doc_id))
     if not signals.doc_restored.has_listeners():
         return
     responses = signals.doc_restored.send_robust(

@@ -39,7 +39,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from .server import nonblocking
+from .hops import nonblocking
+from .identity import user_pk_of
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class DocumentPermissions:
     #: By default any active user may create a document (and becomes its
     #: owner); set to True to require ``add_permission`` (model level).
     create_requires_permission = False
+    #: Tells the server to read the document once and pass it as
+    #: ``event["document"]`` (``BaseProvider.document_for_permissions``).
+    loads_document = True
 
     def __call__(self, event: Any) -> bool:
         kind = event["type"]
@@ -69,8 +73,6 @@ class DocumentPermissions:
         if user is None or not user.is_active:
             return False
         document = self.get_document(event)
-        # Tell the server what was decided on: a document found missing here
-        # may be created by someone else before this request takes its lock.
         event["document"] = document
         if document is None:
             # Only a sync that stores something creates a document. Reading a
@@ -129,25 +131,22 @@ class DocumentPermissions:
 
     def get_user(self, event: Any) -> Any | None:
         """The user behind the connection, fetched anew (never cached)."""
-        context = event.get("context")
-        pk = context.get("user_pk") if isinstance(context, dict) else None
-        if pk is None:
-            pk = event.get("userId")  # a custom authenticate: the userId is the pk
-        return fetch_user(pk)
+        return fetch_user(user_pk_of(event.get("context"), event.get("userId")))
 
     def get_document(self, event: Any) -> Any | None:
         """The ``Document`` the request is about, or ``None`` if it does not exist.
 
-        Uses ``event["document"]`` when the caller already has it; otherwise
-        reads it from the server's provider (a ``Document`` row for
+        The server passes it as ``event["document"]`` (a ``Document`` row for
         ``ORMProvider``, an unsaved one with the owner for other providers).
+        Called with an event that has none (your own code), it reads the row
+        from the default database.
         """
-        if event.get("document") is not None:
+        if "document" in event:
             return event["document"]
         doc_id = event["req"].get("docId")
         if not isinstance(doc_id, str):
             return None
-        return load_document(event.get("provider"), doc_id)
+        return load_document(None, doc_id)
 
 
 def fetch_user(pk: Any) -> Any | None:
@@ -163,23 +162,13 @@ def fetch_user(pk: Any) -> Any | None:
 
 
 def load_document(provider: Any, doc_id: str) -> Any | None:
-    """The ``Document`` ``doc_id`` as ``provider`` stores it, or ``None``."""
-    from .models import Document
-    from .providers.orm import ORMProvider
+    """The ``Document`` ``doc_id`` as ``provider`` stores it (``None``: the
+    default database's ``ORMProvider``), or ``None``."""
+    if provider is None:
+        from .providers.orm import ORMProvider
 
-    if provider is None or isinstance(provider, ORMProvider):
-        using = provider.using if provider is not None else "default"
-        fields = ("pk", "doc_id", "owner_id", "snapshot_format", "deleted_at", "latest_clock")
-        docs = Document.objects.using(using).only(*fields)
-        return docs.filter(doc_id=doc_id).first()
-    with provider.transaction("readonly", doc_id) as tx:
-        record = tx.get_serialized_doc(with_snapshot=False)
-    if record is None:
-        return None
-    # Not a row: the owner is all the permission backends can go by.
-    document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
-    setattr(document, "_has_snapshot", record.has_snapshot)  # noqa: B010  (not a field)
-    return document
+        provider = ORMProvider()
+    return provider.document_for_permissions(doc_id)
 
 
 def _owns(user: Any, document: Any) -> bool:

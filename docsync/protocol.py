@@ -163,11 +163,6 @@ class Packet(sio.Packet):
         return super()._reconstruct_binary_internal(data, attachments)
 
 
-def dumps(obj: Any) -> str:
-    """Serialize like JavaScript's ``JSON.stringify`` (compact, UTF-8 kept)."""
-    return _dumps(obj)
-
-
 def open_packet(sid: str, ping_interval: int, ping_timeout: int, max_payload: int) -> str:
     """The Engine.IO OPEN packet, key order as the reference server sends it."""
     return EIO_OPEN + _dumps(
@@ -250,17 +245,17 @@ def decode_packet(text: str, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Pack
 
 
 @dataclass(frozen=True, slots=True)
-class IncomingEvent:
-    """A decoded client EVENT: its name, its single argument and its ack id."""
+class EventPacket:
+    """A decoded EVENT packet: the event name, its single argument and its ack id."""
 
     name: str
     arg: Any
     ack_id: int | None
 
 
-def parse_event(packet: Packet) -> IncomingEvent:
-    """Turn an EVENT packet into ``IncomingEvent``; ProtocolError if malformed."""
+def parse_event_packet(packet: Packet) -> EventPacket:
+    """Turn an EVENT packet into ``EventPacket``; ProtocolError if malformed."""
     data = packet.data
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise ProtocolError('An event must be a JSON array starting with its name: ["name", {...}]')
-    return IncomingEvent(data[0], data[1] if len(data) > 1 else None, packet.id)
+    return EventPacket(data[0], data[1] if len(data) > 1 else None, packet.id)

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from . import groups
 from .state import BaseState, Member, has_collaborators
 
 T = TypeVar("T")
@@ -147,12 +148,13 @@ class RedisState(BaseState):
 
     # -- the BaseState interface ------------------------------------------------
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
+        """Start heartbeating (on the first join of this process, again after close)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._heartbeat_loop())
 
     async def join(self, doc_id: str, member: Member) -> list[Member]:
-        await self.start()
+        await self._start()
         self._members.setdefault(doc_id, {})[member.channel] = member
 
         async def write() -> list[Member]:
@@ -307,28 +309,12 @@ class RedisState(BaseState):
     async def _notify(self, doc_id: str, gone_clients: list[str], remaining: list[Member]) -> None:
         from channels.layers import get_channel_layer
 
-        from .groups import doc_group
-
         layer = get_channel_layer()
         if layer is None:
             return
-        group = doc_group(doc_id)
+        group = groups.doc_group(doc_id)
         for client_id in gone_clients:
-            await layer.group_send(
-                group,
-                {
-                    "type": "docsync.presence",
-                    "doc": doc_id,
-                    "presence": {client_id: None},
-                    "skip": "",
-                },
-            )
+            await layer.group_send(group, groups.presence(doc_id, {client_id: None}))
         await layer.group_send(
-            group,
-            {
-                "type": "docsync.collaboration",
-                "doc": doc_id,
-                "has": has_collaborators(remaining),
-                "skip": "",
-            },
+            group, groups.collaboration(doc_id, has_collaborators(remaining), skip="")
         )

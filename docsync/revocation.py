@@ -26,9 +26,7 @@ logged, and the revoked user's next request is refused anyway.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -37,29 +35,21 @@ from django.contrib.auth import get_user_model, user_logged_out
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
+from . import groups
+
 if TYPE_CHECKING:
     from .models import Document, DocumentShare
 
 logger = logging.getLogger(__name__)
 
-_GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,80}$")
-
-
-def user_group(user_pk: Any) -> str:
-    """The channel-layer group of every connection of the user ``user_pk``."""
-    key = str(user_pk)
-    if not _GROUP_NAME.match(key):
-        key = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    return f"docsync.user.{key}"
-
-
-def session_hash(session_key: str) -> str:
-    """A session key as revocation messages carry it (never the key itself)."""
-    return hashlib.sha256(session_key.encode()).hexdigest()[:32]
+#: Kept importable here: the group and hash that revocation messages use.
+user_group = groups.user_group
+session_hash = groups.session_hash
 
 
 def revoke_message(**fields: Any) -> dict[str, Any]:
-    return {"type": "docsync.revoke", **fields}
+    """A ``docsync.revoke`` message (see :func:`docsync.groups.revoke`)."""
+    return groups.revoke(**fields)
 
 
 def send_now(user_pks: Any, message: dict[str, Any]) -> None:
@@ -188,13 +178,11 @@ def recheck_document(doc_id: str | None, using: str | None = None) -> None:
         return
 
     def send() -> None:
-        from .groups import doc_group
-
         layer = get_channel_layer()
         if layer is None:
             return
         try:
-            _group_send(layer, doc_group(doc_id), revoke_message(recheck=True))
+            _group_send(layer, groups.doc_group(doc_id), groups.revoke(recheck=True))
         except Exception as exc:  # noqa: BLE001  (never fail the save)
             logger.error("docsync: could not notify the subscribers of %r: %s", doc_id, exc)
 
@@ -261,7 +249,7 @@ def logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 
 def connect_receivers() -> None:
-    """Connect the receivers (``DocsyncConfig.ready``)."""
+    """Connect the receivers (``DocSyncConfig.ready``)."""
     from .models import Document, DocumentShare
 
     uid = "docsync.revocation"

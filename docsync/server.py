@@ -1,85 +1,45 @@
-"""``DocSyncServer``: the seed's server object, in Python.
+"""``DocSyncServer``: what a deployment chooses, and the policy of each request.
 
-It holds what a deployment chooses (document bindings, provider,
-``authenticate``, ``authorize``, the shared state backend) and the listeners
-of the five server events, and it owns the policy steps the consumer runs in
-one database hop. ``as_asgi()`` routes it; ``close()`` closes every
-connection this process serves.
+It holds the document bindings, the provider, ``authenticate``,
+``authorize`` and the shared state backend, the listeners of the six server
+events (``docsync.listeners``), and the policy steps a request runs in one
+database hop (``docsync.hops``): authorize, sync, delete, squash. It knows
+nothing of Socket.IO: the consumers (``docsync.consumers``) serve it, and
+register each connection so that :meth:`DocSyncServer.close` can end them.
+The server the ``DOCSYNC`` settings describe is built by ``docsync.default``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
-
-from . import signals
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
-from .events import DocRequest, SyncRequest
-from .exceptions import AuthenticationFailed, PermissionDenied, StorageUnavailable
-from .outage import StorageOutage, guarded
-from .providers.base import BaseProvider, Origin
+from .conf import docsync_settings
+from .exceptions import AuthenticationFailed, PermissionDenied
+from .hops import hop, is_async, is_nonblocking
+from .identity import Identity
+from .listeners import Event, Listeners
+from .providers.base import BaseProvider
+from .requests import DocRequest, SyncRequest
 from .squash import squash_document
 from .state import BaseState, InProcessState
 from .sync import OwnerChanged, SyncOutcome, sync_document
 from .throttle import KeyedThrottle
 
-if TYPE_CHECKING:
-    from .consumers import DocSyncConsumer
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
 logger = logging.getLogger(__name__)
 
-EVENTS = (
-    "client_connect",
-    "client_disconnect",
-    "doc_subscribe",
-    "doc_unsubscribe",
-    "sync_request",
-    "doc_delete",
-)
 
-_SIGNALS = {
-    "client_connect": signals.client_connected,
-    "client_disconnect": signals.client_disconnected,
-    "doc_subscribe": signals.doc_subscribed,
-    "doc_unsubscribe": signals.doc_unsubscribed,
-    "sync_request": signals.sync_finished,
-    "doc_delete": signals.doc_deleted,
-}
+class Connection(Protocol):
+    """What the server needs of a connection it serves (a consumer)."""
 
-_CAMEL = re.compile(r"_([a-z])")
-
-
-class Event(dict[str, Any]):
-    """An event or request: a dict with the reference's (camelCase) keys.
-
-    Attribute access takes the snake_case twins too: ``event.user_id`` is
-    ``event["userId"]``, ``event.duration_ms`` is ``event["durationMs"]``.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        key = _CAMEL.sub(lambda m: m.group(1).upper(), name)
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def snake(self) -> dict[str, Any]:
-        """The same fields with snake_case names (for signal kwargs)."""
-        return {re.sub(r"([A-Z])", r"_\1", k).lower(): v for k, v in self.items()}
+    async def shutdown(self, reason: str, code: int = 1000) -> None:
+        """End the connection (``reason`` as PROTOCOL §6 names it)."""
 
 
 def _pull(doc_id: str) -> dict[str, Any]:
@@ -143,25 +103,6 @@ def _reads(kind: str, req: dict[str, Any]) -> bool:
     return kind == "sync" and not req.get("operations") and req.get("serializedDoc") is None
 
 
-def nonblocking(func: F) -> F:
-    """Mark a plain ``authorize`` that never blocks (no database, no I/O).
-
-    With a non-blocking provider (``InMemoryProvider``) requests then run on
-    the event loop, without a thread hop.
-    """
-    setattr(func, "nonblocking", True)  # noqa: B010  (read with getattr)
-    return func
-
-
-def _call_sync_or_async(func: Callable[..., Any], *args: Any) -> Any:
-    """Call a plain or async callable from async code; plain ones run in a DB hop."""
-    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004
-    ):
-        return func(*args)
-    return database_sync_to_async(guarded)(func, *args)
-
-
 def _as_registry(doc_binding: Any) -> BindingRegistry:
     if isinstance(doc_binding, BindingRegistry):
         return doc_binding
@@ -172,14 +113,15 @@ def _as_registry(doc_binding: Any) -> BindingRegistry:
     return BindingRegistry(default=load_binding(doc_binding, "DEFAULT_BINDING"))
 
 
-class DocSyncServer:
+class DocSyncServer(Listeners):
     """A DocSync server: bindings, storage, policy and listeners.
 
     ``doc_binding`` is one binding for every document type, a dict mapping
     types to bindings, or a ``BindingRegistry``. ``authenticate(request)``
     returns ``{"userId", "context"}`` or ``None``; ``authorize(event)``
     returns a bool. Both may be plain or async callables; plain ones run in
-    the request's database hop.
+    the request's database hop. Serve it with
+    ``DocSyncConsumer.as_asgi(server=server)`` (``docsync.consumers``).
     """
 
     def __init__(
@@ -199,8 +141,8 @@ class DocSyncServer:
         max_json_depth: int | None = None,
         max_presence: int | None = None,
     ) -> None:
-        from .conf import docsync_settings as s
-
+        super().__init__()
+        s = docsync_settings
         self.bindings = _as_registry(doc_binding)
         if provider is None:
             from .providers.memory import InMemoryProvider
@@ -218,12 +160,11 @@ class DocSyncServer:
         self.max_unread = max_unread or s.MAX_UNREAD
         self.max_json_depth = max_json_depth or s.MAX_JSON_DEPTH
         self.max_presence = max_presence or s.MAX_PRESENCE
-        self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
-        self._consumers: weakref.WeakSet[DocSyncConsumer] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._doc_locks: dict[str, list[Any]] = {}  # [lock, number of waiters]
         self._squashing: set[str] = set()
         self._squash_failed: dict[str, int] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # Pulls waiting for a database thread, by (doc, type, clock): see _shared_pull.
         self._pulls: dict[tuple[Any, ...], _SharedPull] = {}
         self._pull_guard = threading.Lock()
@@ -233,153 +174,42 @@ class DocSyncServer:
         self.login_failures = KeyedThrottle("CONNECT_FAILURE")
         self.refusals = KeyedThrottle("ERROR")
         self._user_connections: dict[str, int] = {}
-        self._authorize_is_async = inspect.iscoroutinefunction(self.authorize)
+        self._authorize_is_async = is_async(self.authorize)
+        # The document authorize judges is read once, by the server, and
+        # handed over as event["document"] (DocumentPermissions says so).
+        self._loads_document = bool(getattr(self.authorize, "loads_document", False))
         # Skip the thread hop when nothing in a request can block: a provider
         # that says so (in memory) and an authorize that is async or marked
         # @nonblocking. A hop costs more than the whole in-memory sync.
-        authorize_inline = self._authorize_is_async or getattr(self.authorize, "nonblocking", False)
-        self._check_inline = authorize_inline
-        self._inline = authorize_inline and not getattr(self.provider, "blocking", True)
+        self._check_inline = is_nonblocking(self.authorize)
+        self._inline = self._check_inline and not getattr(self.provider, "blocking", True)
         self._shares_pulls = getattr(self.provider, "unlocked_reads", False) and not self._inline
 
-    # -- listeners ---------------------------------------------------------
+    # -- authorization -------------------------------------------------------
 
-    def _on(self, name: str, listener: Callable[..., Any]) -> Callable[[], None]:
-        self._listeners[name].append(listener)
+    def _authorize_event(
+        self, kind: str, req: dict[str, Any], identity: Identity, load: bool = True
+    ) -> Event:
+        event = identity.authorize_event(kind, req)
+        doc_id = req.get("docId")
+        if load and self._loads_document and kind != "unsubscribe-doc" and isinstance(doc_id, str):
+            event["document"] = self.provider.document_for_permissions(doc_id)
+        return event
 
-        def remove() -> None:
-            if listener in self._listeners[name]:
-                self._listeners[name].remove(listener)
-
-        return remove
-
-    def on_client_connect(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Call ``listener(event)`` after a client connects; returns a remover.
-
-        Fields: userId, deviceId, clientId, context.
-        """
-        return self._on("client_connect", listener)
-
-    def on_client_disconnect(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Fields: userId, deviceId, clientId, reason."""
-        return self._on("client_disconnect", listener)
-
-    def on_doc_subscribe(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Fields: userId, deviceId, clientId, docId."""
-        return self._on("doc_subscribe", listener)
-
-    def on_doc_unsubscribe(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Fields: userId, deviceId, clientId, docId, reason."""
-        return self._on("doc_unsubscribe", listener)
-
-    def on_sync_request(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Fields: userId, deviceId, clientId, status, req, res (on success),
-        durationMs, clientsCount, devicesCount, error (on error)."""
-        return self._on("sync_request", listener)
-
-    def on_doc_delete(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Fields: userId, deviceId, clientId, docId (a docsync addition)."""
-        return self._on("doc_delete", listener)
-
-    def wants(self, name: str) -> bool:
-        """Whether anyone listens to ``name`` (so costly fields can be skipped)."""
-        return bool(self._listeners[name]) or _SIGNALS[name].has_listeners()
-
-    async def emit(self, name: str, event: Event, **extra: Any) -> None:
-        """Run the listeners of ``name``, then send its Django signal.
-
-        A listener or receiver that raises is logged and ignored.
-        """
-        for listener in list(self._listeners[name]):
-            try:
-                result = listener(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("docsync %s listener %r failed", name, listener)
-        signal = _SIGNALS[name]
-        if signal.has_listeners():
-            await self._send_signal(signal, **event.snake(), **extra)
-
-    async def _send_signal(self, signal: Any, **kwargs: Any) -> None:
-        for receiver, result in await signal.asend_robust(
-            sender=DocSyncServer, server=self, **kwargs
-        ):
-            if isinstance(result, Exception):
-                logger.error(
-                    "docsync signal receiver %r failed: %s",
-                    receiver,
-                    result,
-                    exc_info=(type(result), result, result.__traceback__),
-                )
-
-    def on_doc_restore(self, listener: Callable[..., Any]) -> Callable[[], None]:
-        """Call ``listener(event)`` after a restore committed in this process.
-
-        Any restore (``docsync.history.restore_document``: the admin, the
-        Python or REST API), fed by the ``doc_restored`` signal, in the
-        restoring thread; an ``async`` listener runs to completion there.
-        Fields: userId, docId, clock (the new one), restoredFrom. Returns a
-        remover.
-        """
-
-        def receiver(sender: Any, **kwargs: Any) -> None:
-            event = Event(
-                userId=kwargs["user_id"],
-                docId=kwargs["doc_id"],
-                clock=kwargs["clock"],
-                restoredFrom=kwargs["restored_from"],
-            )
-            if inspect.iscoroutinefunction(listener):
-                async_to_sync(listener)(event)
-            else:
-                listener(event)
-
-        signals.doc_restored.connect(receiver, weak=False)
-
-        def remove() -> None:
-            signals.doc_restored.disconnect(receiver)
-
-        return remove
-
-    # -- policy, run in one database hop -----------------------------------
-
-    def _authorize_event(self, kind: str, req: dict[str, Any], identity: Event) -> Event:
-        # provider: so that an authorize can find the document (docsync.permissions).
-        return Event(
-            type=kind,
-            req=Event(req),
-            userId=identity["userId"],
-            context=identity.get("context"),
-            provider=self.provider,
-        )
-
-    def _authorize(self, kind: str, req: dict[str, Any], identity: Event) -> Event:
+    def _authorize(self, kind: str, req: dict[str, Any], identity: Identity) -> Event:
+        """Ask ``authorize`` (in the current hop); raise ``PermissionDenied`` if refused."""
         event = self._authorize_event(kind, req, identity)
         if not self.authorize(event):
             raise PermissionDenied()
         return event
 
-    @staticmethod
-    async def _hop(inline: bool, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func`` in ONE database hop, or right here when nothing blocks."""
-        if inline:
-            return func(*args)
-        # Not thread-sensitive: requests run in a pool of threads, each with
-        # its own database connection, so syncs of different documents
-        # proceed in parallel (the provider's row lock orders one document).
-        try:
-            result = await database_sync_to_async(
-                guarded, thread_sensitive=False, executor=_database_executor()
-            )(func, *args)
-        except StorageUnavailable as exc:
-            StorageOutage.failed(exc)
-            raise
-        StorageOutage.succeeded()
-        return cast(T, result)
+    async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Identity) -> None:
+        event = self._authorize_event(kind, req, identity, load=False)
+        if not await self.authorize(event):
+            raise PermissionDenied()
 
     async def check(
-        self, kind: str, req: dict[str, Any], identity: Event, grants: Grants | None = None
+        self, kind: str, req: dict[str, Any], identity: Identity, grants: Grants | None = None
     ) -> None:
         """Authorize a request that needs no storage (presence, unsubscribe)."""
         if self._authorize_is_async:
@@ -394,11 +224,11 @@ class DocSyncServer:
         ):
             return
         generation = grants.generation if grants is not None else 0
-        event = await self._hop(self._check_inline, self._authorize, kind, req, identity)
+        event = await hop(self._check_inline, self._authorize, kind, req, identity)
         if grants is not None and isinstance(doc_id, str):
             grants.add(doc_id, event.get("grant"), generation)
 
-    def _refused_reads(self, doc_ids: list[str], identity: Event) -> list[str]:
+    def _refused_reads(self, doc_ids: list[str], identity: Identity) -> list[str]:
         refused = []
         for doc_id in doc_ids:
             try:
@@ -407,10 +237,10 @@ class DocSyncServer:
                 refused.append(doc_id)
         return refused
 
-    async def unreadable(self, doc_ids: list[str], identity: Event) -> list[str]:
+    async def unreadable(self, doc_ids: list[str], identity: Identity) -> list[str]:
         """The documents of ``doc_ids`` the connection may no longer read (one hop)."""
         if not self._authorize_is_async:
-            return await self._hop(self._check_inline, self._refused_reads, doc_ids, identity)
+            return await hop(self._check_inline, self._refused_reads, doc_ids, identity)
         refused = []
         for doc_id in doc_ids:
             try:
@@ -419,13 +249,10 @@ class DocSyncServer:
                 refused.append(doc_id)
         return refused
 
-    async def _authorize_async(self, kind: str, req: dict[str, Any], identity: Event) -> None:
-        event = self._authorize_event(kind, req, identity)
-        if not await self.authorize(event):
-            raise PermissionDenied()
+    # -- sync and delete, each in one database hop ---------------------------
 
     def _sync_hop(
-        self, req: SyncRequest, identity: Event, origin: Origin, authorized: bool, grant: Any
+        self, req: SyncRequest, identity: Identity, authorized: bool, grant: Any
     ) -> tuple[SyncOutcome, Any]:
         """Authorize (unless ``grant`` or ``authorized`` says so) and sync.
 
@@ -437,28 +264,28 @@ class DocSyncServer:
             owner = grant[1]  # allowed as the owner: the write checks the row
         elif grant is None and not authorized:
             event = self._authorize("sync", req.as_wire(), identity)
-            # Authorized as the creator of a missing document (the default
-            # authorize says so): if it exists once locked, someone else
-            # created it meanwhile, and this request must be judged again.
+            # Allowed to create a document found missing: if it exists once
+            # locked, someone else created it meanwhile, and this request
+            # must be judged again.
             expect_new = "document" in event and event["document"] is None
             new_grant = event.get("grant")
         try:
             outcome = sync_document(
                 self.provider,
                 req,
-                origin,
+                identity,
                 self.bindings,
                 expect_new=expect_new,
                 owner=owner,
                 max_depth=self.max_json_depth,
             )
         except OwnerChanged:
-            outcome, new_grant = self._sync_hop(req, identity, origin, authorized, None)
+            outcome, new_grant = self._sync_hop(req, identity, authorized, None)
             return outcome, new_grant or False
         return outcome, new_grant
 
     async def sync(
-        self, req: SyncRequest, identity: Event, origin: Origin, grants: Grants | None = None
+        self, req: SyncRequest, identity: Identity, grants: Grants | None = None
     ) -> SyncOutcome:
         """Authorize and run a sync in one database hop.
 
@@ -474,12 +301,12 @@ class DocSyncServer:
                 grant = None  # a write is decided anew
         if self._shares_pulls and not req.operations and req.serialized_doc is None:
             if self._authorize_is_async or grant is not None:
-                return await self._shared_pull(req, origin)
+                return await self._shared_pull(req, identity)
             if self._check_inline:  # a plain authorize that never blocks
                 self._authorize("sync", req.as_wire(), identity)
-                return await self._shared_pull(req, origin)
-        outcome, new_grant = await self._hop(
-            self._inline, self._sync_hop, req, identity, origin, self._authorize_is_async, grant
+                return await self._shared_pull(req, identity)
+        outcome, new_grant = await hop(
+            self._inline, self._sync_hop, req, identity, self._authorize_is_async, grant
         )
         if grants is not None:
             if new_grant is False:
@@ -488,7 +315,7 @@ class DocSyncServer:
                 grants.add(req.doc_id, new_grant, generation)
         return outcome
 
-    async def _shared_pull(self, req: SyncRequest, origin: Origin) -> SyncOutcome:
+    async def _shared_pull(self, req: SyncRequest, identity: Identity) -> SyncOutcome:
         """An authorized pull that shares one read with the same pulls queued with it.
 
         After a ``dirty`` every subscriber pulls the same document from the
@@ -512,9 +339,9 @@ class DocSyncServer:
                 if not shared.future.cancelled() or (task is not None and task.cancelling()):
                     raise
                 # The leader's connection went away: read for ourselves.
-                return await self._hop(False, sync_document, self.provider, req, origin)
+                return await hop(False, sync_document, self.provider, req, identity, self.bindings)
         try:
-            outcome = await self._hop(False, self._start_shared_pull, shared, key, req, origin)
+            outcome = await hop(False, self._start_shared_pull, shared, key, req, identity)
         except asyncio.CancelledError:
             shared.future.cancel()
             raise
@@ -526,27 +353,25 @@ class DocSyncServer:
         return outcome
 
     def _start_shared_pull(
-        self, shared: _SharedPull, key: tuple[Any, ...], req: SyncRequest, origin: Origin
+        self, shared: _SharedPull, key: tuple[Any, ...], req: SyncRequest, identity: Identity
     ) -> SyncOutcome:
         with self._pull_guard:  # from here on, later pulls read anew
             shared.started = True
             if self._pulls.get(key) is shared:
                 del self._pulls[key]
-        return sync_document(self.provider, req, origin, self.bindings)
+        return sync_document(self.provider, req, identity, self.bindings)
 
-    def _delete_hop(self, req: DocRequest, identity: Event, authorized: bool) -> bool:
+    def _delete_hop(self, req: DocRequest, identity: Identity, authorized: bool) -> bool:
         if not authorized:
             self._authorize("delete-doc", {"docId": req.doc_id}, identity)
         with self.provider.transaction("readwrite", req.doc_id) as tx:
             return tx.delete_doc()
 
-    async def delete(self, req: DocRequest, identity: Event) -> bool:
+    async def delete(self, req: DocRequest, identity: Identity) -> bool:
         """Authorize and delete a document (tombstone) in one database hop."""
         if self._authorize_is_async:
             await self._authorize_async("delete-doc", {"docId": req.doc_id}, identity)
-        return await self._hop(
-            self._inline, self._delete_hop, req, identity, self._authorize_is_async
-        )
+        return await hop(self._inline, self._delete_hop, req, identity, self._authorize_is_async)
 
     # -- ordering and squashing --------------------------------------------
 
@@ -575,16 +400,14 @@ class DocSyncServer:
         ):
             return
         self._squashing.add(doc_id)
-        task = asyncio.get_running_loop().create_task(self._squash(doc_id, pending))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._squash(doc_id, pending))
 
     async def _squash(self, doc_id: str, pending: int) -> None:
         """Squash off the event loop. A document whose squash fails is left as
         it was, logged once, and tried again only after another threshold's
         worth of batches (not on every sync)."""
         try:
-            await self._hop(False, squash_document, self.provider, self.bindings, doc_id)
+            await hop(False, squash_document, self.provider, self.bindings, doc_id)
         except Exception as exc:
             if doc_id not in self._squash_failed:
                 logger.warning(
@@ -599,30 +422,35 @@ class DocSyncServer:
         finally:
             self._squashing.discard(doc_id)
 
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; :meth:`close` waits for it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     # -- connections ----------------------------------------------------------
 
-    def register(self, consumer: DocSyncConsumer) -> None:
-        self._consumers.add(consumer)
+    def register(self, connection: Connection) -> None:
+        """Serve ``connection`` (:meth:`close` ends it)."""
+        self._connections.add(connection)
 
-    def unregister(self, consumer: DocSyncConsumer) -> None:
-        self._consumers.discard(consumer)
+    def unregister(self, connection: Connection) -> None:
+        """``connection`` ended."""
+        self._connections.discard(connection)
 
     @property
     def connections(self) -> int:
         """Number of connections this process serves."""
-        return len(self._consumers)
+        return len(self._connections)
 
     @property
     def max_documents(self) -> int:
         """Documents one connection may have open (``MAX_DOCUMENTS_PER_CONNECTION``)."""
-        from .conf import docsync_settings
-
-        return docsync_settings.MAX_DOCUMENTS_PER_CONNECTION
+        return int(docsync_settings.MAX_DOCUMENTS_PER_CONNECTION)
 
     def add_user_connection(self, user_id: str) -> None:
         """Count a connection of ``user_id``; refuse one over ``MAX_CONNECTIONS_PER_USER``."""
-        from .conf import docsync_settings
-
         limit = docsync_settings.MAX_CONNECTIONS_PER_USER
         count = self._user_connections.get(user_id, 0)
         if limit and count >= limit:
@@ -642,92 +470,31 @@ class DocSyncServer:
         return self._user_connections.get(user_id, 0)
 
     async def close(self) -> None:
-        """Close every connection of this process with ``server shutting down``."""
+        """Close every connection of this process with ``server shutting down``,
+        wait for the background work (squashes) and close the state backend."""
         self.draining = True
-        consumers = list(self._consumers)
+        connections = list(self._connections)
         await asyncio.gather(
-            *(c.shutdown("server shutting down") for c in consumers), return_exceptions=True
+            *(c.shutdown("server shutting down") for c in connections), return_exceptions=True
         )
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.state.close()
 
     def as_asgi(self, **initkwargs: Any) -> Any:
-        """The ASGI application serving this server (route it at ``socket.io/``)."""
-        from .consumers import DocSyncConsumer
+        """Deprecated: ``DocSyncConsumer.as_asgi(server=server)`` (``docsync.consumers``)."""
+        import importlib
+        import warnings
 
-        return DocSyncConsumer.as_asgi(server=self, **initkwargs)
-
-
-_executor: ThreadPoolExecutor | None = None
-
-
-def _database_executor() -> ThreadPoolExecutor:
-    """The threads (each with its own database connection) requests run in."""
-    global _executor
-    if _executor is None:
-        from .conf import docsync_settings
-
-        _executor = ThreadPoolExecutor(
-            max_workers=docsync_settings.DATABASE_THREADS, thread_name_prefix="docsync-db"
+        warnings.warn(
+            "DocSyncServer.as_asgi() is deprecated: route "
+            "docsync.consumers.DocSyncConsumer.as_asgi(server=server).",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    return _executor
+        # Looked up by name: the server sits below the consumers that serve it.
+        consumers = importlib.import_module("docsync.consumers")
+        return consumers.DocSyncConsumer.as_asgi(server=self, **initkwargs)
 
 
-_default_server: DocSyncServer | None = None
-
-
-def get_default_server() -> DocSyncServer:
-    """The server built from the ``DOCSYNC`` settings (or ``DOCSYNC["SERVER"]``)."""
-    global _default_server
-    if _default_server is None:
-        _default_server = _build_default_server()
-    return _default_server
-
-
-def _build_default_server() -> DocSyncServer:
-    from .bindings import get_binding_registry
-    from .conf import docsync_settings as s
-
-    if s.SERVER is not None:
-        server = (
-            s.SERVER()
-            if callable(s.SERVER) and not isinstance(s.SERVER, DocSyncServer)
-            else s.SERVER
-        )
-        return cast(DocSyncServer, server)  # docsync.checks reports any other object
-    provider_cls = s.PROVIDER
-    provider = (
-        provider_cls(**s.PROVIDER_OPTIONS) if isinstance(provider_cls, type) else provider_cls
-    )
-    state_cls = s.STATE_BACKEND or _default_state_backend()
-    return DocSyncServer(
-        doc_binding=get_binding_registry(),
-        provider=provider,
-        authenticate=s.AUTHENTICATE,
-        authorize=s.AUTHORIZE,
-        state=state_cls(**s.STATE_OPTIONS) if isinstance(state_cls, type) else state_cls,
-    )
-
-
-def _default_state_backend() -> type[BaseState]:
-    from django.conf import settings
-
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {})
-    if layer.get("BACKEND", "").startswith("channels_redis"):
-        try:
-            from .redis_state import RedisState
-        except ImportError:
-            return InProcessState
-        return RedisState
-    return InProcessState
-
-
-def default_server_draining() -> bool:
-    """Whether this process's default server has begun closing (never builds one)."""
-    return _default_server is not None and _default_server.draining
-
-
-def reset_default_server() -> None:
-    """Forget the default server (settings changed)."""
-    global _default_server
-    _default_server = None
+DocSyncServer.signal_sender = DocSyncServer

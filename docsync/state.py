@@ -51,11 +51,9 @@ class BaseState:
         """Return the presence map of ``doc_id`` (client id -> value)."""
         raise NotImplementedError(".get_presence() must be implemented.")
 
-    async def start(self) -> None:
-        """Called once per process before the first connection (heartbeats ...)."""
-
     async def close(self) -> None:
-        """Release what ``start`` acquired."""
+        """The server is closing (``DocSyncServer.close``): release what this
+        process holds (heartbeats, its members and presence in a shared store)."""
 
 
 class InProcessState(BaseState):

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .bindings.base import BaseBinding, BindingRegistry
-from .events import SyncRequest
 from .exceptions import DocumentDeleted, InvalidValue, StorageError, ValidationError
 from .payload import DEFAULT_MAX_DEPTH, check_depth
 from .protocol import MAX_ATTACHMENTS, count_attachments
@@ -45,6 +44,7 @@ from .providers.base import (
     SyncStep,
     operations_digest,
 )
+from .requests import SyncRequest
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def sync_document(
     provider: BaseProvider,
     req: SyncRequest,
     origin: Origin,
-    bindings: BindingRegistry | None = None,
+    bindings: BindingRegistry,
     *,
     expect_new: bool = False,
     owner: str | None = None,
@@ -83,14 +83,15 @@ def sync_document(
 ) -> SyncOutcome:
     """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
 
-    ``bindings`` (the server's) lets a response that holds more binary values
-    than a client accepts be merged by the document's binding (see
-    :func:`fit_attachments`); without it, the bindings of the settings are used.
+    ``bindings`` (the server's registry) checks the operations before they
+    are stored and lets a response that holds more binary values than a
+    client accepts be merged by the document's binding (see
+    :func:`fit_attachments`).
     With ``owner`` (a permission granted for being the owner), the sync raises
     :class:`OwnerChanged` before writing anything unless the document exists
     and is owned by ``owner``.
     """
-    binding = (bindings or configured_bindings()).get(req.doc_type)
+    binding = bindings.get(req.doc_type)
     validate_operations(binding, req)
     step = provider.sync_step(req, origin, expect_new=expect_new, owner=owner)
     if step is not None:
@@ -209,7 +210,7 @@ def check_record(
 def _outcome_of_step(
     step: SyncStep,
     req: SyncRequest,
-    bindings: BindingRegistry | None,
+    bindings: BindingRegistry,
     expect_new: bool,
     owner: str | None,
 ) -> SyncOutcome:
@@ -256,7 +257,7 @@ def validate_snapshot(
 
 
 def fit_attachments(
-    operations: list[Any], snapshot: Any, doc_type: str, bindings: BindingRegistry | None
+    operations: list[Any], snapshot: Any, doc_type: str, bindings: BindingRegistry
 ) -> list[Any]:
     """Keep a response within the binary attachments a client accepts.
 
@@ -268,7 +269,7 @@ def fit_attachments(
     """
     if count_attachments(operations) + count_attachments(snapshot) <= MAX_ATTACHMENTS:
         return operations
-    binding = (bindings or configured_bindings()).get(doc_type)
+    binding = bindings.get(doc_type)
     merge = getattr(binding, "merge_operations", None)
     merged = merge(operations) if merge is not None else operations
     if count_attachments(merged) + count_attachments(snapshot) > MAX_ATTACHMENTS:
@@ -280,17 +281,3 @@ def fit_attachments(
             type(binding).__name__,
         )
     return merged
-
-
-_configured: tuple[Any, Any, BindingRegistry] | None = None
-
-
-def configured_bindings() -> BindingRegistry:
-    """The registry of the ``DOCSYNC`` settings, built once per settings value."""
-    global _configured
-    from .conf import docsync_settings as s
-
-    spec, default = s.BINDINGS, s.DEFAULT_BINDING
-    if _configured is None or _configured[0] is not spec or _configured[1] is not default:
-        _configured = (spec, default, BindingRegistry.from_settings(spec, default))
-    return _configured[2]

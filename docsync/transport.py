@@ -1,6 +1,8 @@
 """Engine.IO v4 over a Channels WebSocket: the transport under Socket.IO.
 
-``EngineIOConsumer`` accepts the WebSocket (refusing other EIO versions and
+``EngineIOConsumer`` is the bottom of the consumer stack (Engine.IO here,
+Socket.IO in ``docsync.socketio_consumer``, DocSync in ``docsync.consumers``).
+It accepts the WebSocket (refusing other EIO versions and
 transports), sends the OPEN packet, pings and enforces the pong timeout and
 the connect timeout, limits frame size, unwraps MESSAGE packets for the
 protocol on top (``on_message`` / ``on_binary``), and ends a connection
@@ -43,8 +45,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import protocol as p
+from .default import get_default_server
 from .fanout import FanOutMixin
-from .server import DocSyncServer, get_default_server
+from .server import DocSyncServer
 
 if TYPE_CHECKING:
     from asgiref.typing import WebSocketDisconnectEvent
@@ -62,12 +65,16 @@ def new_sid() -> str:
 class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
     """One Engine.IO v4 connection over WebSocket, serving a ``DocSyncServer``."""
 
-    server: DocSyncServer | None = None
+    #: The server served: ``as_asgi(server=...)``, or set on a subclass; the
+    #: default server of the settings (``docsync.default``) when neither is.
+    server: DocSyncServer
 
     def __init__(self, server: DocSyncServer | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if server is not None:
             self.server = server
+        elif getattr(type(self), "server", None) is None:
+            self.server = get_default_server()
         self.closing = False
         self.cleanup: asyncio.Future[Any] | None = None
         self._busy = False  # a handler is running
@@ -107,7 +114,6 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             raise StopConsumer()
 
     async def connect(self) -> None:
-        self.srv = self.server or get_default_server()
         self.init_session()
         self.pong = asyncio.Event()
         self.heartbeat: asyncio.Task[None] | None = None
@@ -125,18 +131,20 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self.closing = True
             return
         self.sid = new_sid()
-        # server.close() closes sockets that never CONNECT too. (The server
-        # types its consumers as DocSyncConsumer, the one subclass there is.)
-        self.srv.register(self)  # type: ignore[arg-type]
+        # server.close() closes sockets that never CONNECT too.
+        self.server.register(self)
         await self.send(
             p.open_packet(
-                self.sid, self.srv.ping_interval, self.srv.ping_timeout, self.srv.max_payload
+                self.sid,
+                self.server.ping_interval,
+                self.server.ping_timeout,
+                self.server.max_payload,
             )
         )
         loop = asyncio.get_running_loop()
         self.heartbeat = loop.create_task(self._heartbeat())
         self.connect_deadline = loop.call_later(
-            self.srv.connect_timeout / 1000, self._connect_timed_out
+            self.server.connect_timeout / 1000, self._connect_timed_out
         )
 
     def _sid_or_new(self) -> str:
@@ -175,7 +183,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             message, size = {"type": "websocket.send", "bytes": bytes_data}, len(bytes_data)
         else:
             raise ValueError("send() needs text_data or bytes_data")
-        if self._held or self._sent - self._confirmed > self.srv.max_unread:
+        if self._held or self._sent - self._confirmed > self.server.max_unread:
             self._hold(message, size)
         else:
             await self._write(message, size)
@@ -204,13 +212,13 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
     async def _write_timed(self, message: dict[str, Any], size: int) -> None:
         """A send outside the handler's task (pings): blocked ``PING_TIMEOUT``, it ends."""
         try:
-            async with asyncio.timeout(self.srv.ping_timeout / 1000):
+            async with asyncio.timeout(self.server.ping_timeout / 1000):
                 await self._write(message, size)
         except TimeoutError:
             logger.info(
                 "docsync: dropping %s: a ping waited %s ms to be sent",
                 self.sid,
-                self.srv.ping_timeout,
+                self.server.ping_timeout,
             )
             self.request_end("ping timeout")
 
@@ -219,7 +227,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self._held = deque()
         self._held.append((message, size))
         self._held_bytes += size
-        if self._held_bytes > self.srv.max_unread:
+        if self._held_bytes > self.server.max_unread:
             logger.info(
                 "docsync: dropping %s: it stopped reading (%s bytes unread, %s held)",
                 self.sid,
@@ -234,13 +242,13 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         """Ping now: its pong releases the held frames (else: ping timeout)."""
         mark = await self._ping()
         asyncio.get_running_loop().call_later(
-            self.srv.ping_timeout / 1000, self._check_answered, mark
+            self.server.ping_timeout / 1000, self._check_answered, mark
         )
 
     def _check_answered(self, mark: int) -> None:
         if self._pings and self._pings[0] <= mark and self._end_reason is None:
             logger.info(
-                "docsync: dropping %s: no pong within %s ms", self.sid, self.srv.ping_timeout
+                "docsync: dropping %s: no pong within %s ms", self.sid, self.server.ping_timeout
             )
             self.request_end("ping timeout")
 
@@ -258,7 +266,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._confirmed = self._pings.pop(0)
         if not self._pings:
             self.pong.set()
-        while self._held and self._sent - self._confirmed <= self.srv.max_unread:
+        while self._held and self._sent - self._confirmed <= self.server.max_unread:
             message, size = self._held.popleft()
             self._held_bytes -= size
             await self._write(message, size)
@@ -279,7 +287,9 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             return
         if self._too_big(text_data, bytes_data):
             logger.info(
-                "docsync: frame over maxPayload (%s bytes) from %s", self.srv.max_payload, self.sid
+                "docsync: frame over maxPayload (%s bytes) from %s",
+                self.server.max_payload,
+                self.sid,
             )
             self.request_end("transport close", code=1009)
             return
@@ -300,7 +310,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             logger.debug("docsync: ignored Engine.IO packet %r", text_data[:16])
 
     def _too_big(self, text: str | None, data: bytes | None) -> bool:
-        limit = self.srv.max_payload
+        limit = self.server.max_payload
         if data is not None:
             return len(data) > limit
         if text is None:
@@ -310,7 +320,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         return len(text) * 4 > limit and len(text.encode()) > limit
 
     async def _heartbeat(self) -> None:
-        interval, timeout = self.srv.ping_interval / 1000, self.srv.ping_timeout / 1000
+        interval, timeout = self.server.ping_interval / 1000, self.server.ping_timeout / 1000
         try:
             while self._end_reason is None and not self.closing:
                 await asyncio.sleep(interval)
@@ -405,7 +415,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
         self._held = None
-        self.srv.unregister(self)  # type: ignore[arg-type]  # see connect()
+        self.server.unregister(self)
         # Shielded: when the ASGI server cancels us on shutdown right after the
         # transport closed, the others must still learn that we left.
         self.cleanup = asyncio.ensure_future(self._on_end_logged(reason))
@@ -420,9 +430,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self._ended.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.srv._tasks.add(task)
-        task.add_done_callback(self.srv._tasks.discard)
+        self.server.spawn(coro)
 
     # -- what the protocol on top provides -------------------------------------
 

@@ -2,6 +2,7 @@ from collections import defaultdict
 
 import pytest
 
+from docsync.consumers import DocSyncConsumer
 from docsync.providers.memory import InMemoryProvider
 from docsync.server import DocSyncServer
 from tests.auth import token_authenticate
@@ -19,7 +20,7 @@ def server():
 
 @pytest.fixture
 def app(server):
-    return server.as_asgi()
+    return DocSyncConsumer.as_asgi(server=server)
 
 
 from tests.e2e_db import pg_url  # noqa: E402, F401  (a fixture for end-to-end servers)

@@ -11,6 +11,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from docsync.auth import authenticate, origin_allowed
+from docsync.consumers import DocSyncConsumer
 from docsync.handshake import auth_request
 from docsync.providers.memory import InMemoryProvider
 from docsync.server import DocSyncServer
@@ -102,7 +103,7 @@ async def connect_with_cookie(origin: str):
     session["_auth_user_hash"] = user.get_session_auth_hash()
     await database_sync_to_async(session.save)()
     server = DocSyncServer(provider=InMemoryProvider())
-    app = AuthMiddlewareStack(server.as_asgi())
+    app = AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
     headers = [
         (b"host", b"localhost"),
         (b"cookie", f"sessionid={session.session_key}".encode()),

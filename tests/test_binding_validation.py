@@ -7,10 +7,10 @@ import pytest
 
 from docsync.bindings.base import BaseBinding, BindingRegistry
 from docsync.bindings.docnode import DocNodeBinding
-from docsync.events import SyncRequest
 from docsync.exceptions import InvalidValue
 from docsync.providers.base import Origin
 from docsync.providers.memory import InMemoryProvider
+from docsync.requests import SyncRequest
 from docsync.sync import sync_document
 
 pycrdt = pytest.importorskip("pycrdt")

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from docsync.consumers import DocSyncConsumer
 from docsync.server import DocSyncServer
 from tests.auth import token_authenticate
 from tests.wsclient import RawClient, ack, auth, dumps, event
@@ -558,7 +559,7 @@ async def test_oversized_frame_closes_with_1009():
     server = DocSyncServer(
         authenticate=token_authenticate, authorize=lambda e: True, max_payload=2000
     )
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     alice, bob = await _three_on_doc(app)
     opened = await RawClient(app).open()
     assert opened.endswith('"maxPayload":2000}')
@@ -611,7 +612,7 @@ async def test_attachments_count_towards_max_payload():
     server = DocSyncServer(
         authenticate=token_authenticate, authorize=lambda e: True, max_payload=2000
     )
-    alice = await connected(server.as_asgi(), "alice")
+    alice = await connected(DocSyncConsumer.as_asgi(server=server), "alice")
     await alice.send("4599-0" + dumps(["sync", VALID]))
     for _ in range(2):
         await alice.send_bytes(b"\x00" * 999)

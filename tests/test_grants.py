@@ -14,6 +14,7 @@ import pytest
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 
+from docsync.consumers import DocSyncConsumer
 from docsync.models import Document, DocumentShare
 from docsync.permissions import DocumentPermissions
 from docsync.providers.orm import ORMProvider
@@ -45,7 +46,7 @@ def app(authorize):
     from docsync.auth import authenticate
 
     server = DocSyncServer(provider=ORMProvider(), authenticate=authenticate, authorize=authorize)
-    return AuthMiddlewareStack(server.as_asgi())
+    return AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 from django.test import override_settings
 
-from docsync.server import get_default_server
+from docsync.default import get_default_server
 from tests.conftest_db import database_unavailable, require_database
 from tests.liveserver import free_port
 from tests.services import require_redis

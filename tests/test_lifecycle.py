@@ -63,9 +63,9 @@ async def observed(app) -> RawClient:
 async def test_a_client_gone_mid_ack_is_cleaned_up_and_its_work_announced(caplog):
     server = make_server()
     rec = Recorder(server)
-    bob = await observed(server.as_asgi())
+    bob = await observed(DocSyncConsumer.as_asgi(server=server))
     gone = asyncio.Event()
-    alice = await connected(vanishing(server.as_asgi(), gone), "alice")
+    alice = await connected(vanishing(DocSyncConsumer.as_asgi(server=server), gone), "alice")
     await alice.send(sync(0, snapshot=SNAP))
     await alice.recv(), await alice.recv()  # collaboration, ack
     assert await bob.recv() == collab(True)
@@ -101,7 +101,7 @@ class Exploding(DocSyncConsumer):
 async def test_a_handler_exception_ends_the_connection_through_the_clean_up(caplog):
     server = make_server()
     rec = Recorder(server)
-    bob = await observed(server.as_asgi())
+    bob = await observed(DocSyncConsumer.as_asgi(server=server))
     alice = await connected(Exploding.as_asgi(server=server), "alice")
     await alice.send(sync(0, snapshot=SNAP))
     await alice.recv(), await alice.recv()
@@ -124,7 +124,7 @@ async def test_a_handler_exception_ends_the_connection_through_the_clean_up(capl
 async def test_a_ping_timeout_cleans_up_once():
     server = make_server(ping_interval=50, ping_timeout=50)
     rec = Recorder(server)
-    bob = await connected(server.as_asgi(), "bob")
+    bob = await connected(DocSyncConsumer.as_asgi(server=server), "bob")
     await bob.send(sync(0, snapshot=SNAP))
     # bob reads but never answers a ping
     event = await rec.next("client_disconnect", timeout=2)
@@ -143,10 +143,10 @@ async def test_a_client_that_stops_reading_is_held_then_dropped(caplog):
     caplog.set_level(logging.INFO, "docsync")
     server = make_server(max_unread=2000)
     rec = Recorder(server)
-    reader = await connected(server.as_asgi(), "rick")
+    reader = await connected(DocSyncConsumer.as_asgi(server=server), "rick")
     await reader.send(sync(0, snapshot=SNAP))
     await reader.recv(), await reader.recv()
-    writer = await connected(server.as_asgi(), "wanda")
+    writer = await connected(DocSyncConsumer.as_asgi(server=server), "wanda")
     await writer.send(sync(0))
     await writer.recv(), await writer.recv()
     big = "x" * 500
@@ -170,10 +170,10 @@ async def test_a_client_that_stops_reading_is_held_then_dropped(caplog):
 
 async def test_held_frames_are_released_by_the_pong():
     server = make_server(max_unread=2000)
-    reader = await connected(server.as_asgi(), "rick")
+    reader = await connected(DocSyncConsumer.as_asgi(server=server), "rick")
     await reader.send(sync(0, snapshot=SNAP))
     await reader.recv(), await reader.recv()
-    writer = await connected(server.as_asgi(), "wanda")
+    writer = await connected(DocSyncConsumer.as_asgi(server=server), "wanda")
     await writer.send(sync(0))
     await writer.recv(), await writer.recv()
     for n in range(6):
@@ -197,7 +197,7 @@ async def test_held_frames_are_released_by_the_pong():
 async def test_server_close_cleans_up_every_connection_once():
     server = make_server()
     rec = Recorder(server)
-    alice = await connected(server.as_asgi(), "alice")
+    alice = await connected(DocSyncConsumer.as_asgi(server=server), "alice")
     await alice.send(sync(0, snapshot=SNAP))
     await server.close()
     event = await rec.next("client_disconnect")

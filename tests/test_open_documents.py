@@ -11,6 +11,8 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from docsync.auth import authenticate
+from docsync.bindings import get_binding_registry
+from docsync.consumers import DocSyncConsumer
 from docsync.models import Document, DocumentShare
 from docsync.permissions import authorize
 from docsync.providers.orm import ORMProvider
@@ -30,7 +32,7 @@ def open_documents():
 @pytest.fixture
 def app():
     server = DocSyncServer(provider=ORMProvider(), authenticate=authenticate, authorize=authorize)
-    return AuthMiddlewareStack(server.as_asgi())
+    return AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ async def test_shares_made_without_signals_still_make_it_private(app, tokens):
 
 async def test_closed_by_default(tokens):
     server = DocSyncServer(provider=ORMProvider(), authenticate=authenticate, authorize=authorize)
-    app = AuthMiddlewareStack(server.as_asgi())
+    app = AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
     with override_settings(DOCSYNC={}):
         alice = await created_by_alice(app, tokens)
         bob = await connect(app, tokens["bob"], "bob")
@@ -119,23 +121,31 @@ async def test_closed_by_default(tokens):
 def test_a_document_created_meanwhile_is_judged_again():
     """Two users create one docId at once: the second, authorized as a creator
     of a missing document, finds it existing under the lock and must retry."""
-    from docsync.events import SyncRequest
     from docsync.exceptions import StorageError
+    from docsync.identity import Identity
     from docsync.providers.base import Origin
+    from docsync.requests import SyncRequest
     from docsync.sync import sync_document
 
     provider = ORMProvider()
     users = get_user_model().objects
     alice, bob = users.create_user("alice2"), users.create_user("bob2")
     server = DocSyncServer(provider=provider, authenticate=authenticate, authorize=authorize)
-    identity = {"userId": str(bob.pk), "context": {"user_pk": bob.pk}}
+    identity = Identity(user_id=str(bob.pk), context={"user_pk": bob.pk})
     req = SyncRequest("doc", DOC, [B1], None, 0)
     event = server._authorize("sync", req.as_wire(), identity)
     assert event["document"] is None  # bob was allowed as a creator
     # alice creates it before bob's request takes the lock
-    sync_document(provider, SyncRequest("doc", DOC, [A1], SNAP, 0), Origin(str(alice.pk), "d", "c"))
+    sync_document(
+        provider,
+        SyncRequest("doc", DOC, [A1], SNAP, 0),
+        Origin(str(alice.pk), "d", "c"),
+        get_binding_registry(),
+    )
     with pytest.raises(StorageError, match="created by another request"):
-        sync_document(provider, req, Origin(str(bob.pk), "d2", "c2"), expect_new=True)
+        sync_document(
+            provider, req, Origin(str(bob.pk), "d2", "c2"), get_binding_registry(), expect_new=True
+        )
     # Judged again on bob's retry: alice's document, open here (unshared) ...
     assert server._authorize("sync", req.as_wire(), identity)["document"] is not None
     # ... and private to her by the library's default.

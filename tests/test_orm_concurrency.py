@@ -15,12 +15,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from docsync.bindings import BindingRegistry
-from docsync.events import SyncRequest
+from docsync.bindings import BindingRegistry, get_binding_registry
 from docsync.providers.base import BaseProvider, Origin
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
 from docsync.providers.postgres import PostgresProvider
+from docsync.requests import SyncRequest
 from docsync.squash import squash_document
 from docsync.sync import sync_document
 from tests.bindings import ListBinding
@@ -198,7 +198,9 @@ def test_concurrent_syncs_give_every_writer_every_batch_once(provider):
         if thread < writers and finished.arrive() == writers:
             done.set()
         assert done.wait(TIMEOUT)  # then everyone catches up
-        outcome = sync_document(provider, SyncRequest("list", "doc", [], None, clock), origin)
+        outcome = sync_document(
+            provider, SyncRequest("list", "doc", [], None, clock), origin, get_binding_registry()
+        )
         view.extend(outcome.operations)
 
     run_threads(writers + pullers, client)
@@ -284,7 +286,9 @@ def test_postgres_provider_pulls_do_not_wait_for_a_writer():
     require_database("postgres")
     provider = PostgresProvider(using="postgres")
     origin = Origin(device_id="d")
-    sync_document(provider, SyncRequest("list", "doc", ["a"], None, 0), origin)
+    sync_document(
+        provider, SyncRequest("list", "doc", ["a"], None, 0), origin, get_binding_registry()
+    )
     locked, release = threading.Event(), threading.Event()
     seen = []
 
@@ -297,12 +301,16 @@ def test_postgres_provider_pulls_do_not_wait_for_a_writer():
     def reader(_: int) -> None:
         assert locked.wait(TIMEOUT)
         try:
-            outcome = sync_document(provider, SyncRequest("list", "doc", [], None, 0), origin)
+            outcome = sync_document(
+                provider, SyncRequest("list", "doc", [], None, 0), origin, get_binding_registry()
+            )
             seen.append((outcome.operations, outcome.clock))
         finally:
             release.set()
 
     run_threads(2, lambda thread: writer(thread) if thread == 0 else reader(thread))
     assert seen == [(["a"], 1)]
-    outcome = sync_document(provider, SyncRequest("list", "doc", [], None, 1), origin)
+    outcome = sync_document(
+        provider, SyncRequest("list", "doc", [], None, 1), origin, get_binding_registry()
+    )
     assert (outcome.operations, outcome.clock) == (["b"], 2)

@@ -11,9 +11,10 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from docsync.events import SyncRequest
+from docsync.bindings import get_binding_registry
 from docsync.providers.base import Origin
 from docsync.providers.orm import ORMProvider
+from docsync.requests import SyncRequest
 from docsync.sync import sync_document
 from tests.conftest_db import db_param, django_db_on, require_database
 
@@ -109,7 +110,7 @@ def test_a_sync_remembers_what_the_client_stored_in_one_or_two_queries(alias, or
 
     def write(operations, clock):
         req = SyncRequest("list", "doc", operations, None, clock)
-        return lambda: sync_document(provider, req, origin)
+        return lambda: sync_document(provider, req, origin, get_binding_registry())
 
     # BEGIN, lock, read log, look up the user, insert batch, upsert the
     # client's commit, update document, COMMIT
@@ -128,14 +129,16 @@ def test_postgres_provider_answers_a_sync_in_one_statement(monkeypatch):
     require_database("postgres")
     import psycopg
 
-    from docsync.events import SyncRequest
     from docsync.providers.postgres import PostgresProvider
+    from docsync.requests import SyncRequest
     from docsync.sync import sync_document
 
     provider = PostgresProvider(using="postgres")
     user = get_user_model().objects.db_manager("postgres").create_user(username="carl")
     origin = Origin(user_id=str(user.pk), device_id="d", client_id="c")
-    sync_document(provider, SyncRequest("list", "doc", ["first"], None, 0), origin)  # installs
+    sync_document(
+        provider, SyncRequest("list", "doc", ["first"], None, 0), origin, get_binding_registry()
+    )  # installs
     statements = []
     execute = psycopg.Cursor.execute
 
@@ -147,9 +150,16 @@ def test_postgres_provider_answers_a_sync_in_one_statement(monkeypatch):
     for clock, operations in [(0, ["a"]), (2, []), (0, [])] + [(n, [n]) for n in range(2, 50)]:
         before = len(statements)
         with CaptureQueriesContext(connections["postgres"]) as orm:
-            sync_document(provider, SyncRequest("list", "doc", operations, None, clock), origin)
+            sync_document(
+                provider,
+                SyncRequest("list", "doc", operations, None, clock),
+                origin,
+                get_binding_registry(),
+            )
         assert len(statements) - before == 1 and len(orm.captured_queries) == 0
     assert all("FOR UPDATE" not in query for query in statements if "docsync_sync" not in query)
     # A new document too.
-    sync_document(provider, SyncRequest("list", "new", ["x"], None, 0), origin)
+    sync_document(
+        provider, SyncRequest("list", "new", ["x"], None, 0), origin, get_binding_registry()
+    )
     assert len(statements) == 52

@@ -14,6 +14,7 @@ import logging
 
 import pytest
 
+from docsync.consumers import DocSyncConsumer
 from docsync.exceptions import StorageUnavailable
 from docsync.outage import StorageOutage
 from docsync.providers.memory import InMemoryProvider
@@ -52,7 +53,7 @@ async def test_an_outage_is_answered_retryably_and_logged_once_each_way(caplog):
     server = DocSyncServer(
         provider=provider, authenticate=token_authenticate, authorize=lambda e: True
     )
-    alice = await connected(server.as_asgi(), "alice")
+    alice = await connected(DocSyncConsumer.as_asgi(server=server), "alice")
     await alice.send(sync(0, ["before"]))
     await alice.recv(), await alice.recv()
     provider.down = True
@@ -84,7 +85,7 @@ async def test_connect_during_an_outage_closes_the_transport_without_details():
     server = DocSyncServer(provider=InMemoryProvider(), authenticate=authenticate)
     refused = []
     server.on_client_disconnect(refused.append)
-    client = RawClient(server.as_asgi())
+    client = RawClient(DocSyncConsumer.as_asgi(server=server))
     await client.open()
     await client.send("40" + dumps({"deviceId": "d", "clientId": "c", "token": "t"}))
     out = await client.recv_output()
@@ -102,7 +103,7 @@ async def test_an_exception_in_authenticate_is_logged_not_sent(caplog):
         raise RuntimeError("SELECT secret FROM users -- internal")
 
     server = DocSyncServer(provider=InMemoryProvider(), authenticate=authenticate)
-    client = RawClient(server.as_asgi())
+    client = RawClient(DocSyncConsumer.as_asgi(server=server))
     await client.open()
     await client.send("40" + dumps({"deviceId": "d", "clientId": "c", "token": "t"}))
     assert await client.recv() == '44{"message":"Authentication error: internal server error"}'

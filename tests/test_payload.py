@@ -9,8 +9,8 @@ import pytest
 
 from docsync import payload
 from docsync import protocol as p
-from docsync.events import MAX_CLOCK, parse_presence, parse_sync
 from docsync.exceptions import InvalidValue, ProtocolError, ValidationError
+from docsync.requests import MAX_CLOCK, parse_presence, parse_sync
 
 
 def nested_text(depth: int, inner: str = "") -> str:

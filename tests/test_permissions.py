@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 
 from docsync import signals
 from docsync.auth import authenticate
+from docsync.consumers import DocSyncConsumer
 from docsync.models import Document, DocumentShare
 from docsync.permissions import authorize
 from docsync.providers.orm import ORMProvider
@@ -41,7 +42,7 @@ def server():
 
 @pytest.fixture
 def app(server):
-    return AuthMiddlewareStack(server.as_asgi())
+    return AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
 
 
 def _world():
@@ -346,7 +347,7 @@ async def test_other_providers_go_by_the_owner(world):
 
     _, tokens, _ = world
     server = DocSyncServer(provider=InMemoryProvider(), authenticate=authenticate)
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     eve = await connect(app, tokens["eve"], "eve")
     assert (await answer(eve, "sync", {**_req(MISSING), "operations": [B1]}))["data"]
     assert (await answer(eve, "sync", {**_req(MISSING), "operations": []}))["data"]

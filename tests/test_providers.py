@@ -18,8 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from docsync.bindings import BindingRegistry
-from docsync.events import SyncRequest
+from docsync.bindings import BindingRegistry, get_binding_registry
 from docsync.exceptions import (
     DocumentDeleted,
     DocumentNotFound,
@@ -40,6 +39,7 @@ from docsync.providers.base import BaseProvider, Batch, ClientCommit, DocRecord,
 from docsync.providers.memory import InMemoryProvider
 from docsync.providers.orm import ORMProvider
 from docsync.providers.postgres import PostgresProvider
+from docsync.requests import SyncRequest
 from docsync.squash import SquashResult, squash_document
 from docsync.sync import OwnerChanged, SyncOutcome, sync_document
 from tests.bindings import HookedListBinding, ListBinding
@@ -479,9 +479,11 @@ def test_sync_refuses_deleted_documents_and_other_types_and_writes_nothing(provi
     sync(provider, "doc", ["a"])
     req = SyncRequest("other", "doc", ["b"], None, 1)
     with pytest.raises(ValidationError, match="does not match"):
-        sync_document(provider, req, ORIGIN)
+        sync_document(provider, req, ORIGIN, get_binding_registry())
     with pytest.raises(ValidationError, match="does not match"):
-        sync_document(provider, SyncRequest("other", "doc", [], None, 1), ORIGIN)
+        sync_document(
+            provider, SyncRequest("other", "doc", [], None, 1), ORIGIN, get_binding_registry()
+        )
     with provider.transaction("readwrite", "doc") as tx:
         tx.delete_doc()
     for operations in (["c"], []):

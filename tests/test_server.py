@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from docsync.consumers import DocSyncConsumer
 from docsync.server import DocSyncServer
 from tests.auth import token_authenticate
 from tests.test_consumer import A1, DOC, SNAP, collab, connected, data, error, sync
@@ -148,7 +149,7 @@ async def test_sync_request_fires_once_per_sync_with_errors():
         return event["req"].get("docId") != "01k0000000000000000000000x"
 
     server = DocSyncServer(authenticate=token_authenticate, authorize=authorize)
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     rec = Recorder(server, ["sync_request"])
     alice = await connected(app, "alice")
     await alice.send(sync(0, snapshot=SNAP))
@@ -248,7 +249,7 @@ async def test_ping_timeout_closes_and_reports():
         authenticate=token_authenticate, authorize=lambda e: True, ping_interval=50, ping_timeout=50
     )
     rec = Recorder(server, ["client_disconnect"])
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     alice = await connected(app, "alice")
     assert await alice.recv() == "2"  # never answered
     assert await alice.expect_close() == 1000
@@ -266,7 +267,7 @@ async def test_connect_timeout_closes_socket_that_never_connects():
     server = DocSyncServer(
         authenticate=token_authenticate, authorize=lambda e: True, connect_timeout=100
     )
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     pending = RawClient(app)
     await pending.open()
     assert await pending.expect_close() == 1000
@@ -284,7 +285,7 @@ async def test_refusals_and_async_policy():
         return event["type"] == "sync" or event["req"]["docId"] != DOC
 
     server = DocSyncServer(authenticate=authenticate, authorize=authorize)
-    alice = await connected(server.as_asgi(), "alice")
+    alice = await connected(DocSyncConsumer.as_asgi(server=server), "alice")
     await alice.send(sync(0))
     await alice.recv(), await alice.recv()
     denied = {"type": "AuthorizationError", "message": "Access denied"}
@@ -326,3 +327,11 @@ async def test_concurrent_writers_get_distinct_clocks(server, app):
         assert mine == [f"w{i}.{n}" for n in range(5)]
     for c in (*writers, reader):
         await c.close()
+
+
+def test_server_as_asgi_still_routes_with_a_deprecation_warning():
+    server = DocSyncServer()
+    with pytest.warns(DeprecationWarning, match="DocSyncConsumer.as_asgi"):
+        app = server.as_asgi()
+    assert app.consumer_class is DocSyncConsumer
+    assert app.consumer_initkwargs == {"server": server}

@@ -134,7 +134,7 @@ def test_several_problems_are_reported_together():
         ({"AUTHENTICATE": "docsync.auth.nope"}, "Could not import"),
         ({"AUTHENTICATE": "docsync.conf.DEFAULTS"}, "cannot be called"),
         ({"AUTHORIZE": "docsync.utils.database_from_url.__name__"}, "Could not import"),
-        ({"AUTHORIZE": "docsync.server.reset_default_server"}, "one argument (the event)"),
+        ({"AUTHORIZE": "docsync.default.reset_default_server"}, "one argument (the event)"),
         ({"STATE_BACKEND": "docsync.nope.State"}, "Could not import"),
         ({"STATE_BACKEND": "docsync.providers.memory.InMemoryProvider"}, "not a state backend"),
         ({"SERVER": "docsync.nope.server"}, "Could not import"),

@@ -14,17 +14,19 @@ import threading
 import pytest
 from django.db import connections
 
-from docsync.events import SyncRequest
+from docsync.hops import database_executor as _database_executor
+from docsync.identity import Identity
 from docsync.permissions import allow_all
 from docsync.providers.base import Origin
 from docsync.providers.postgres import PostgresProvider
-from docsync.server import DocSyncServer, Event, _database_executor
+from docsync.requests import SyncRequest
+from docsync.server import DocSyncServer
 from docsync.sync import sync_document
 from tests.conftest_db import django_db_on, require_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio, django_db_on("postgres")]
 
-IDENTITY = Event(userId="u", deviceId="d", clientId="c", context=None)
+IDENTITY = Identity(user_id="u", device_id="d", client_id="c")
 ORIGIN = Origin(user_id=None, device_id="d", client_id="c")
 
 
@@ -82,17 +84,18 @@ async def test_pulls_queued_together_share_one_read_and_miss_nothing():
     require_database("postgres")
     provider = CountingProvider(using="postgres")
     server = DocSyncServer(provider=provider, authorize=allow_all)
-    await server.sync(SyncRequest("doc", "doc", ["a"], None, 0), IDENTITY, ORIGIN)
+    await server.sync(SyncRequest("doc", "doc", ["a"], None, 0), IDENTITY)
     release, busy = await hold_threads()
-    early = [asyncio.ensure_future(server.sync(pull(), IDENTITY, ORIGIN)) for _ in range(20)]
+    early = [asyncio.ensure_future(server.sync(pull(), IDENTITY)) for _ in range(20)]
     await asyncio.sleep(0.05)  # they all wait for a thread now
     # A write committed while they wait: they, and pulls after it, must see it.
     writer = threading.Thread(
-        target=sync_document, args=(provider, SyncRequest("doc", "doc", ["b"], None, 1), ORIGIN)
+        target=sync_document,
+        args=(provider, SyncRequest("doc", "doc", ["b"], None, 1), ORIGIN, server.bindings),
     )
     writer.start()
     await asyncio.to_thread(writer.join)
-    late = [asyncio.ensure_future(server.sync(pull(), IDENTITY, ORIGIN)) for _ in range(20)]
+    late = [asyncio.ensure_future(server.sync(pull(), IDENTITY)) for _ in range(20)]
     await asyncio.sleep(0.05)
     reads_before = provider.reads
     release.set()
@@ -101,5 +104,5 @@ async def test_pulls_queued_together_share_one_read_and_miss_nothing():
     assert all((o.operations, o.clock) == (["a", "b"], 2) for o in outcomes)
     assert provider.reads - reads_before == 1  # one read answered all 40
     # Different clocks are different reads.
-    outcomes = await asyncio.gather(*(server.sync(pull(c), IDENTITY, ORIGIN) for c in (0, 1, 2)))
+    outcomes = await asyncio.gather(*(server.sync(pull(c), IDENTITY) for c in (0, 1, 2)))
     assert [o.operations for o in outcomes] == [["a", "b"], ["b"], []]

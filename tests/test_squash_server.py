@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from docsync.consumers import DocSyncConsumer
 from docsync.providers.memory import InMemoryProvider
 from docsync.server import DocSyncServer
 from tests.auth import token_authenticate
@@ -54,7 +55,7 @@ def stored(server):
 
 async def test_log_is_squashed_after_the_threshold_and_late_joiner_gets_snapshot():
     server = make_server(threshold=3)
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     writer = RawClient(app)
     await writer.connect("alice")
     clock = 0
@@ -83,7 +84,7 @@ async def test_log_is_squashed_after_the_threshold_and_late_joiner_gets_snapshot
 
 async def test_failing_squash_keeps_the_log_logs_once_and_backs_off(caplog):
     server = make_server(threshold=2)
-    writer = RawClient(server.as_asgi())
+    writer = RawClient(DocSyncConsumer.as_asgi(server=server))
     await writer.connect("alice")
     clock = 0
     with caplog.at_level(logging.WARNING, logger="docsync.server"):

@@ -137,10 +137,10 @@ def test_a_response_never_holds_more_than_ten_binary_values(count):
     """Unit check of the merge, no Node needed: snapshot + updates <= 10 attachments."""
     from docsync.bindings.base import BindingRegistry
     from docsync.bindings.yjs import YjsBinding
-    from docsync.events import SyncRequest
     from docsync.protocol import MAX_ATTACHMENTS, count_attachments, encode_ack
     from docsync.providers.base import Origin
     from docsync.providers.memory import InMemoryProvider
+    from docsync.requests import SyncRequest
     from docsync.sync import sync_document
 
     registry = BindingRegistry()

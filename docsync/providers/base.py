@@ -23,16 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from ..identity import Origin
+
+__all__ = ["Origin"]  # re-exported: providers take it with every write
+
 Mode = Literal["readonly", "readwrite"]
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Who sent a batch of operations (kept with it for audit and the admin)."""
-
-    user_id: str | None = None
-    device_id: str | None = None
-    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -400,3 +395,22 @@ class BaseProvider:
         """
         raise NotImplementedError(".transaction() must be implemented.")
         yield  # pragma: no cover
+
+    def document_for_permissions(self, doc_id: str) -> Any | None:
+        """The ``docsync.models.Document`` that permission backends judge, or ``None``.
+
+        The server reads it once per authorized request (when the authorize
+        in use says it wants one: ``loads_document``) and hands it to
+        ``authorize`` as ``event["document"]``. Providers without ``Document``
+        rows give an unsaved one with the owner, which is all a backend can
+        go by.
+        """
+        from ..models import Document
+
+        with self.transaction("readonly", doc_id) as tx:
+            record = tx.get_serialized_doc(with_snapshot=False)
+        if record is None:
+            return None
+        document = Document(doc_id=doc_id, doc_type=record.doc_type, owner_id=record.owner_id)
+        setattr(document, "_has_snapshot", record.has_snapshot)  # noqa: B010  (not a field)
+        return document

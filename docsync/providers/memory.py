@@ -94,7 +94,9 @@ class InMemoryTransaction(ProviderTransaction):
         doc = self._writable_doc(origin)
         doc.latest_clock += 1
         now = datetime.now(UTC)
-        doc.batches.append(BatchRecord(doc.latest_clock, list(operations), origin, now))
+        # Only who sent it (an Identity also holds the user object).
+        who = Origin(origin.user_id, origin.device_id, origin.client_id)
+        doc.batches.append(BatchRecord(doc.latest_clock, list(operations), who, now))
         return doc.latest_clock
 
     def save_serialized_doc(
@@ -217,8 +219,3 @@ class InMemoryProvider(BaseProvider):
             yield tx
             if tx.changed and tx.doc is not None:
                 self._docs[doc_id] = tx.doc
-
-    def clear(self) -> None:
-        """Forget every document (handy between tests)."""
-        with self._guard:
-            self._docs.clear()

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -429,6 +429,12 @@ class ORMProvider(BaseProvider):
             logger.exception("Database error on document %r", doc_id)
             raise StorageError() from exc
 
+    def document_for_permissions(self, doc_id: str) -> Document | None:
+        """The ``Document`` row (without its snapshot), or ``None``."""
+        fields = ("pk", "doc_id", "owner_id", "snapshot_format", "deleted_at", "latest_clock")
+        docs = Document.objects.using(self.using).only(*fields)
+        return docs.filter(doc_id=doc_id).first()
+
     def tombstones(self, older_than: timedelta) -> QuerySet[Document]:
         """Documents deleted more than ``older_than`` ago."""
         cutoff = timezone.now() - older_than
@@ -454,25 +460,3 @@ def is_sqlite_without_immediate(using: str) -> bool:
         return False
     mode = (config.get("OPTIONS") or {}).get("transaction_mode") or ""
     return mode.upper() not in ("IMMEDIATE", "EXCLUSIVE")
-
-
-def configured_provider() -> BaseProvider:
-    """The provider ``DOCSYNC["PROVIDER"]`` names, built with its options."""
-    from ..conf import docsync_settings
-
-    provider = docsync_settings.PROVIDER
-    if isinstance(provider, type):
-        provider = provider(**(docsync_settings.PROVIDER_OPTIONS or {}))
-    return cast(BaseProvider, provider)  # docsync.checks reports any other object
-
-
-def orm_provider_for(using: str) -> ORMProvider:
-    """The configured provider if it is an ``ORMProvider`` on ``using``, else a new one.
-
-    The admin and the management commands work on rows of one database and
-    must go through a provider on that same database.
-    """
-    provider = configured_provider()
-    if isinstance(provider, ORMProvider) and provider.using == using:
-        return provider
-    return ORMProvider(using=using)

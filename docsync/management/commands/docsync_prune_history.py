@@ -11,10 +11,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from docsync.conf import docsync_settings
+from docsync.default import default_provider
 from docsync.history import prune_document
 from docsync.models import Document
 from docsync.providers.base import BaseProvider
-from docsync.providers.orm import ORMProvider, configured_provider
+from docsync.providers.orm import ORMProvider
 
 from ._progress import ProgressBar
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
             if verbosity:
                 self.stdout.write("DOCSYNC['HISTORY_RETENTION'] is None: all history is kept.")
             return
-        provider = configured_provider()
+        provider = default_provider()
         if all:
             doc_ids = self.live_documents(provider)
         progress = ProgressBar(self.stdout, len(doc_ids)) if verbosity else None

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from docsync.providers.orm import ORMProvider, configured_provider
+from docsync.default import default_provider
+from docsync.providers.orm import ORMProvider
 
 UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -42,7 +43,7 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, older_than: timedelta, dry_run: bool, verbosity: int, **options: Any
     ) -> None:
-        provider = configured_provider()
+        provider = default_provider()
         if not isinstance(provider, ORMProvider):
             raise CommandError(
                 f"docsync_purge_tombstones needs docsync's ORMProvider, but "

@@ -7,10 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 
-from docsync.bindings import get_binding_registry
+from docsync.default import default_bindings, default_provider
 from docsync.models import Document
 from docsync.providers.base import BaseProvider
-from docsync.providers.orm import ORMProvider, configured_provider
+from docsync.providers.orm import ORMProvider
 from docsync.squash import squash_document
 
 from ._progress import ProgressBar
@@ -35,10 +35,10 @@ class Command(BaseCommand):
     ) -> None:
         if bool(doc_ids) == all:
             raise CommandError("Name the documents to squash, or pass --all (not both).")
-        provider = configured_provider()
+        provider = default_provider()
         if all:
             doc_ids = self.pending_documents(provider)
-        registry = get_binding_registry()
+        registry = default_bindings()
         progress = ProgressBar(self.stdout, len(doc_ids)) if verbosity else None
         squashed = folded = failed = 0
         for done, doc_id in enumerate(doc_ids, 1):
