@@ -13,7 +13,11 @@ class DocSyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, checks_orm  # noqa: F401  (registers the system checks)
+        from . import (  # noqa: F401  (registers the system checks)
+            checks,
+            checks_orm,
+            consumers,  # noqa: F401  (for the deprecated DocSyncServer.as_asgi())
+        )
         from .revocation import connect_receivers
 
         connect_receivers()

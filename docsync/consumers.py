@@ -36,7 +36,7 @@ from .identity import Identity
 from .listeners import DOCUMENT_EVENTS, SIGNALS, Event
 from .providers.orm import ORMProvider
 from .requests import parse_doc_request, parse_presence, parse_sync
-from .server import Grants
+from .server import DocSyncServer, Grants
 from .socketio_consumer import SocketIOConsumer
 from .state import Member, has_collaborators
 from .sync import SyncOutcome
@@ -566,6 +566,10 @@ class DocSyncConsumer(SocketIOConsumer):
             # Subscriptions stay; the next request is authorized again anyway.
             logger.exception("docsync: re-checking access of %s failed", self.sid)
             return []
+
+
+# What the deprecated DocSyncServer.as_asgi() routes (the server sits below).
+DocSyncServer.consumer_class = DocSyncConsumer
 
 
 def _raw_sync(data: Any) -> dict[str, Any]:

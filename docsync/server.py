@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from django.core.exceptions import ImproperlyConfigured
 
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .conf import docsync_settings
@@ -481,20 +484,24 @@ class DocSyncServer(Listeners):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.state.close()
 
+    #: The consumer class that serves a server, for the deprecated
+    #: :meth:`as_asgi`; ``docsync.consumers`` (a layer above) sets it.
+    consumer_class: ClassVar[Any] = None
+
     def as_asgi(self, **initkwargs: Any) -> Any:
         """Deprecated: ``DocSyncConsumer.as_asgi(server=server)`` (``docsync.consumers``)."""
-        import importlib
-        import warnings
-
         warnings.warn(
             "DocSyncServer.as_asgi() is deprecated: route "
             "docsync.consumers.DocSyncConsumer.as_asgi(server=server).",
             DeprecationWarning,
             stacklevel=2,
         )
-        # Looked up by name: the server sits below the consumers that serve it.
-        consumers = importlib.import_module("docsync.consumers")
-        return consumers.DocSyncConsumer.as_asgi(server=self, **initkwargs)
+        if self.consumer_class is None:
+            raise ImproperlyConfigured(
+                "DocSyncServer.as_asgi() needs docsync.consumers: route "
+                "docsync.consumers.DocSyncConsumer.as_asgi(server=server) instead."
+            )
+        return self.consumer_class.as_asgi(server=self, **initkwargs)
 
 
 DocSyncServer.signal_sender = DocSyncServer
