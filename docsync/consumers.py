@@ -1,7 +1,8 @@
 """The DocSync consumer: what the client's events mean.
 
-One consumer per WebSocket, on top of Socket.IO (``docsync.socketio_consumer``)
-and Engine.IO (``docsync.transport``). It authenticates the CONNECT
+One consumer per WebSocket, on top of the connection's subscriptions
+(``docsync.subscriptions``), Socket.IO (``docsync.socketio_consumer``) and
+Engine.IO (``docsync.transport``). It authenticates the CONNECT
 (``docsync.handshake``), parses each request (``docsync.requests``) and hands
 it to the :class:`~docsync.server.DocSyncServer` it serves for policy and
 storage, then answers and fans out through the channel layer
@@ -21,8 +22,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from . import groups, logs
 from .exceptions import (
     DocSyncError,
@@ -32,13 +31,11 @@ from .exceptions import (
     ValidationError,
 )
 from .handshake import handshake
-from .identity import Identity
-from .listeners import DOCUMENT_EVENTS, SIGNALS, Event
-from .providers.orm import ORMProvider
+from .listeners import Event
 from .requests import parse_doc_request, parse_presence, parse_sync
-from .server import DocSyncServer, Grants
-from .socketio_consumer import SocketIOConsumer
-from .state import Member, has_collaborators
+from .server import DocSyncServer
+from .state import Member
+from .subscriptions import NOT_LOADED, SubscriptionConsumer
 from .sync import SyncOutcome
 from .throttle import Backoff
 from .transport import new_sid
@@ -48,19 +45,13 @@ logger = logging.getLogger(__name__)
 #: Kept importable here (0.2); the group names live in ``docsync.groups``.
 doc_group = groups.doc_group
 
-_NOT_LOADED = object()
 
-
-class DocSyncConsumer(SocketIOConsumer):
+class DocSyncConsumer(SubscriptionConsumer):
     """Serves one DocSync client: handshake, requests, fan-out and revocation."""
 
     def init_session(self) -> None:
         super().init_session()
-        self.identity: Identity | None = None
         self.user_group: str | None = None
-        self.docs: set[str] = set()
-        # What authorize allowed this connection; revocations clear it.
-        self.grants = Grants()
         # Drops the transport when the connection's token expires.
         self.expiry: asyncio.TimerHandle | None = None
         # For the connection's end line (docsync.logs).
@@ -70,20 +61,6 @@ class DocSyncConsumer(SocketIOConsumer):
 
         self.backoff = Backoff(s.REFUSAL_BACKOFF, s.REFUSAL_BACKOFF_MAX)
         self.held_answers: set[asyncio.Task[None]] = set()
-
-    @property
-    def connected(self) -> bool:
-        return self.identity is not None
-
-    @property
-    def user(self) -> Any:
-        """The Django user the connection authenticated as (``None`` if unknown)."""
-        return self.identity.user if self.identity is not None else None
-
-    def _identity(self) -> Identity:
-        """The identity of a connected client (handlers only run once connected)."""
-        assert self.identity is not None
-        return self.identity
 
     # -- connecting and leaving ------------------------------------------------
 
@@ -257,7 +234,7 @@ class DocSyncConsumer(SocketIOConsumer):
                     await self.layer_group_discard(group)
                 await self._sync_event(req.as_wire(), started, error=exc)
                 raise
-            document: Any = _NOT_LOADED
+            document: Any = NOT_LOADED
             members = None
             if first:
                 document = await self._signal_document(doc_id)
@@ -378,60 +355,6 @@ class DocSyncConsumer(SocketIOConsumer):
         async with refusals.turn(user):
             refusals.failed(user)
 
-    # -- subscriptions and fan-out ---------------------------------------------
-
-    def _member(self) -> Member:
-        identity = self._identity()
-        return Member(self.channel_name, identity.user_id, identity.device_id, identity.client_id)
-
-    async def _subscribe(self, doc_id: str, document: Any) -> list[Member]:
-        members = await self.server.state.join(doc_id, self._member())
-        self.docs.add(doc_id)
-        event = self._identity().event(docId=doc_id)
-        await self._emit_doc("doc_subscribe", event, document)
-        presence = await self.server.state.get_presence(doc_id)
-        if presence:
-            await self.emit("presence", {"docId": doc_id, "presence": presence})
-        await self._collaboration(doc_id, members)
-        return members
-
-    async def _unsubscribe(self, doc_id: str, reason: str, ack_id: int | None = None) -> None:
-        """Leave ``doc_id`` (answering ``ack_id`` once left), tell the others."""
-        remaining = await self._leave(doc_id)
-        await self.ack(ack_id, {"success": True})
-        await self._collaboration(doc_id, remaining)
-        await self._emit_doc("doc_unsubscribe", self._identity().event(docId=doc_id, reason=reason))
-
-    async def _leave(self, doc_id: str) -> list[Member]:
-        """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
-        client_id = self._identity().client_id
-        self.docs.discard(doc_id)
-        self.grants.forget(doc_id)
-        remaining = await self.server.state.leave(doc_id, self._member())
-        group = groups.doc_group(doc_id)
-        await self.layer_group_discard(group)
-        if remaining:
-            await self.layer_group_send(group, groups.presence(doc_id, {client_id: None}))
-        return remaining
-
-    async def _collaboration(self, doc_id: str, members: list[Member]) -> None:
-        has = has_collaborators(members)
-        if any(m.channel != self.channel_name for m in members):
-            await self.layer_group_send(
-                groups.doc_group(doc_id), groups.collaboration(doc_id, has, self.channel_name)
-            )
-        if doc_id in self.docs:
-            await self.emit("collaboration", {"docId": doc_id, "hasCollaborators": has})
-
-    async def _dirty(self, doc_id: str, members: list[Member] | None) -> list[Member]:
-        """Tell the document's other devices to pull; return the members read."""
-        if members is None:
-            members = await self.server.state.members(doc_id)
-        device = self._identity().device_id
-        if any(m.device_id != device for m in members):
-            await self.layer_group_send(groups.doc_group(doc_id), groups.dirty(doc_id, device))
-        return members
-
     # -- listener events -----------------------------------------------------------
 
     async def _sync_event(
@@ -442,7 +365,7 @@ class DocSyncConsumer(SocketIOConsumer):
         outcome: SyncOutcome | None = None,
         error: Exception | None = None,
         members: list[Member] | None = None,
-        document: Any = _NOT_LOADED,
+        document: Any = NOT_LOADED,
     ) -> None:
         """Fire sync_request for ``req`` (its wire fields), success or error."""
         if not self.server.wants("sync_request"):
@@ -472,100 +395,9 @@ class DocSyncConsumer(SocketIOConsumer):
             "sync_request", self._identity().event(docId=doc_id, **fields), document
         )
 
-    async def _emit_doc(self, name: str, event: Event, document: Any = _NOT_LOADED) -> None:
-        """Emit a document's event; its signal also gets the ``Document`` (ORM provider).
 
-        ``document``: the row already read for this request, if any.
-        """
-        extra: dict[str, Any] = {"user": self.user}
-        if SIGNALS[name].has_listeners():
-            if document is _NOT_LOADED:
-                document = await self._signal_document(event["docId"])
-            extra["document"] = document
-        await self.server.emit(name, event, **extra)
-
-    async def _signal_document(self, doc_id: Any) -> Any:
-        """The ``Document`` the signals of this request give (read once), or ``None``.
-
-        Read only when a receiver of a document's signal is connected, and
-        only with ``ORMProvider``.
-        """
-        provider = self.server.provider
-        if not isinstance(doc_id, str) or not isinstance(provider, ORMProvider):
-            return None
-        if not any(SIGNALS[name].has_listeners() for name in DOCUMENT_EVENTS):
-            return _NOT_LOADED
-        from .models import Document
-
-        docs = Document.objects.using(provider.using).defer("snapshot")
-        try:
-            return await database_sync_to_async(docs.filter(doc_id=doc_id).first)()
-        except Exception as exc:  # the database is down: the signal goes without it
-            logger.debug("docsync: loading %r for a signal failed: %r", doc_id, exc)
-            return None
-
-    # -- channel-layer messages (docsync.groups) -------------------------------------
-
-    async def docsync_dirty(self, message: dict[str, Any]) -> None:
-        if (
-            self.identity is not None
-            and message["doc"] in self.docs
-            and message["device"] != self.identity.device_id
-        ):
-            await self.emit("dirty", {"docId": message["doc"]})
-
-    async def docsync_presence(self, message: dict[str, Any]) -> None:
-        if message["skip"] != self.channel_name and message["doc"] in self.docs:
-            await self.emit("presence", {"docId": message["doc"], "presence": message["presence"]})
-
-    async def docsync_collaboration(self, message: dict[str, Any]) -> None:
-        if message["skip"] != self.channel_name and message["doc"] in self.docs:
-            await self.emit(
-                "collaboration", {"docId": message["doc"], "hasCollaborators": message["has"]}
-            )
-
-    async def docsync_revoke(self, message: dict[str, Any]) -> None:
-        """Access was taken away (``docsync.revocation``): close, or re-check documents."""
-        # Whatever it revokes, what authorize allowed is decided anew.
-        self.grants.clear()
-        if self.identity is None or self.closing:
-            return
-        if message.get("close"):
-            if self._revocation_applies(message):
-                await self._revoked(f"access revoked: {message['close']}")
-            return
-        if self.docs:
-            for doc_id in await self._unreadable(sorted(self.docs)):
-                if doc_id in self.docs:
-                    await self._unsubscribe(doc_id, "access revoked")
-
-    def _revocation_applies(self, message: dict[str, Any]) -> bool:
-        if message.get("auth") is None:
-            return True
-        context = self._identity().context
-        if not isinstance(context, dict) or context.get("auth") != message["auth"]:
-            return False
-        if message.get("session") is None:
-            return True
-        session = self.scope.get("session")
-        key = getattr(session, "session_key", None)
-        return key is None or groups.session_hash(key) == message["session"]
-
-    async def _revoked(self, reason: str) -> None:
-        # A Socket.IO DISCONNECT first: the official client does not reconnect after it.
-        await self.disconnect_namespace()
-        logger.info("docsync: closing %s: %s", self.sid, reason)
-        self.request_end(reason)
-
-    async def _unreadable(self, doc_ids: list[str]) -> list[str]:
-        try:
-            return await self.server.unreadable(doc_ids, self._identity())
-        except StorageUnavailable:
-            return []  # logged once as an outage; the next request is authorized anyway
-        except Exception:
-            # Subscriptions stay; the next request is authorized again anyway.
-            logger.exception("docsync: re-checking access of %s failed", self.sid)
-            return []
+# What the deprecated DocSyncServer.as_asgi() routes (the server sits below).
+DocSyncServer.consumer_class = DocSyncConsumer
 
 
 # What the deprecated DocSyncServer.as_asgi() routes (the server sits below).
