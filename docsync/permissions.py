@@ -9,7 +9,7 @@ object by object: ``user.has_perm("docsync.view_document", document)`` and
 so on, on a user fetched anew for every decision (a permission revoked a
 second ago counts; ``ModelBackend`` caches permissions on the user object).
 A connection remembers reads and an owner's writes it was allowed
-(:meth:`DocumentPermissions.grant`, ``docsync.server.Grants``) until a
+(:meth:`DocumentPermissions.grant`, ``docsync.grants.Grants``) until a
 revocation message reaches it.
 Which backend answers is the project's choice: ``ModelBackend`` for
 superusers, ``docsync.backends.DocumentPermissionBackend`` for owners and

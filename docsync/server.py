@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .conf import docsync_settings
 from .exceptions import AuthenticationFailed, PermissionDenied
+from .grants import Grants, reads
 from .hops import hop, is_async, is_nonblocking
 from .identity import Identity
 from .listeners import Event, Listeners
@@ -34,6 +35,8 @@ from .squash import squash_document
 from .state import BaseState, InProcessState
 from .sync import OwnerChanged, SyncOutcome, sync_document
 from .throttle import KeyedThrottle
+
+__all__ = ["Connection", "DocSyncServer", "Grants"]  # Grants: importable here too
 
 logger = logging.getLogger(__name__)
 
@@ -50,45 +53,6 @@ def _pull(doc_id: str) -> dict[str, Any]:
     return {"type": None, "docId": doc_id, "operations": [], "serializedDoc": None, "clock": 0}
 
 
-class Grants:
-    """What ``authorize`` allowed one connection, remembered until a revocation.
-
-    ``authorize`` may set ``event["grant"]`` when it allows a request on an
-    existing document: ``"view"`` (the user may read it until access is
-    revoked) or ``("owner", pk)`` (the user may also write it for as long as
-    the document's ``owner_id`` is ``pk``, which each write checks on the row
-    it locks). The connection then skips ``authorize`` for such requests;
-    every revocation message (``docsync.revocation``) clears what it holds.
-    Decisions that could change without a revocation message (a share
-    downgraded by ``QuerySet.update()``) are never remembered.
-    """
-
-    __slots__ = ("_docs", "generation")
-
-    def __init__(self) -> None:
-        self._docs: dict[str, Any] = {}
-        #: Bumped by every clear: a decision taken before it is not kept.
-        self.generation = 0
-
-    def get(self, doc_id: str) -> Any:
-        return self._docs.get(doc_id)
-
-    def add(self, doc_id: str, grant: Any, generation: int) -> None:
-        if grant is None or generation != self.generation:
-            return
-        if grant == "view" and self._docs.get(doc_id) is not None:
-            return  # an owner's grant covers reading
-        self._docs[doc_id] = grant
-
-    def forget(self, doc_id: str) -> None:
-        self._docs.pop(doc_id, None)
-        self.generation += 1
-
-    def clear(self) -> None:
-        self._docs.clear()
-        self.generation += 1
-
-
 class _SharedPull:
     """One read that identical pulls share (``DocSyncServer._shared_pull``)."""
 
@@ -97,13 +61,6 @@ class _SharedPull:
     def __init__(self) -> None:
         self.future: asyncio.Future[SyncOutcome] = asyncio.get_running_loop().create_future()
         self.started = False
-
-
-def _reads(kind: str, req: dict[str, Any]) -> bool:
-    """Whether a request only reads (so that a ``"view"`` grant covers it)."""
-    if kind == "presence":
-        return True
-    return kind == "sync" and not req.get("operations") and req.get("serializedDoc") is None
 
 
 def _as_registry(doc_binding: Any) -> BindingRegistry:
@@ -222,7 +179,7 @@ class DocSyncServer(Listeners):
         if (
             grants is not None
             and isinstance(doc_id, str)
-            and _reads(kind, req)
+            and reads(kind, req)
             and grants.get(doc_id) is not None
         ):
             return
@@ -263,7 +220,7 @@ class DocSyncServer(Listeners):
         one held, the document changed owner).
         """
         expect_new, owner, new_grant = False, None, None
-        if isinstance(grant, tuple) and not _reads("sync", req.as_wire()):
+        if isinstance(grant, tuple) and not reads("sync", req.as_wire()):
             owner = grant[1]  # allowed as the owner: the write checks the row
         elif grant is None and not authorized:
             event = self._authorize("sync", req.as_wire(), identity)
@@ -300,7 +257,7 @@ class DocSyncServer(Listeners):
         grant, generation = None, 0
         if grants is not None:
             grant, generation = grants.get(req.doc_id), grants.generation
-            if grant == "view" and not _reads("sync", req.as_wire()):
+            if grant == "view" and not reads("sync", req.as_wire()):
                 grant = None  # a write is decided anew
         if self._shares_pulls and not req.operations and req.serialized_doc is None:
             if self._authorize_is_async or grant is not None:

@@ -18,10 +18,10 @@ from channels.db import database_sync_to_async
 
 from . import groups
 from .exceptions import StorageUnavailable
+from .grants import Grants
 from .identity import Identity
 from .listeners import DOCUMENT_EVENTS, SIGNALS, Event
 from .providers.orm import ORMProvider
-from .server import Grants
 from .socketio_consumer import SocketIOConsumer
 from .state import Member, has_collaborators
 

@@ -1,4 +1,4 @@
-"""Permissions decided once per connection and document (``docsync.server.Grants``).
+"""Permissions decided once per connection and document (``docsync.grants.Grants``).
 
 The default authorize runs on a connection's first request for a document;
 later reads (and the owner's writes) are not asked again until a revocation
