@@ -42,6 +42,15 @@ def _described(name: str, raw: Any) -> str:
     return f"DOCSYNC[{name!r}] = {short_repr(raw)}"
 
 
+def _options_key(name: str) -> str:
+    """Where the options of class setting ``name`` were written, as the user wrote it."""
+    from .conf import CLASS_SETTINGS, docsync_settings
+
+    if isinstance(docsync_settings.user_settings.get(name), dict):
+        return f"DOCSYNC[{name!r}]['options']"
+    return f"DOCSYNC[{CLASS_SETTINGS[name]!r}]"
+
+
 def _check_imports(messages: list[CheckMessage], broken: set[str]) -> None:
     """Import the dotted paths; check the kind of object and its options."""
     from .conf import DEFAULTS, IMPORT_STRINGS, docsync_settings, short_repr
@@ -74,9 +83,9 @@ def _check_imports(messages: list[CheckMessage], broken: set[str]) -> None:
             if problem:
                 messages.append(
                     _error(
-                        f"{_described('PROVIDER_OPTIONS', options)} does not fit "
+                        f"{_options_key('PROVIDER')} = {short_repr(options)} does not fit "
                         f"{provider.__name__}: {problem}",
-                        f"Give DOCSYNC['PROVIDER_OPTIONS'] the keyword arguments that "
+                        f"Give {_options_key('PROVIDER')} the keyword arguments that "
                         f"{provider.__name__} takes.",
                         "docsync.E003",
                     )
@@ -130,9 +139,9 @@ def _check_imports(messages: list[CheckMessage], broken: set[str]) -> None:
             if problem:
                 messages.append(
                     _error(
-                        f"{_described('STATE_OPTIONS', options)} does not fit "
+                        f"{_options_key('STATE_BACKEND')} = {short_repr(options)} does not fit "
                         f"{state.__name__}: {problem}",
-                        f"Give DOCSYNC['STATE_OPTIONS'] the keyword arguments that "
+                        f"Give {_options_key('STATE_BACKEND')} the keyword arguments that "
                         f"{state.__name__} takes (RedisState: heartbeat, ttl, prefix, url).",
                         "docsync.E003",
                     )

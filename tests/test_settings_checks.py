@@ -336,3 +336,26 @@ def test_manage_py_check_reports_misconfigurations(readme_project, extra, words)
     done = manage_check(readme_project, "\n" + extra + "\n")
     assert done.returncode != 0
     assert words in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "where"),
+    [
+        (
+            {"PROVIDER": {"class": "docsync.providers.orm.ORMProvider", "options": {"usin": "x"}}},
+            "DOCSYNC['PROVIDER']['options'] = {'usin': 'x'} does not fit ORMProvider",
+        ),
+        (
+            {"STATE_BACKEND": {"class": "docsync.redis_state.RedisState", "options": {"hb": 1}}},
+            "DOCSYNC['STATE_BACKEND']['options'] = {'hb': 1} does not fit RedisState",
+        ),
+        (
+            {"PROVIDER": {"class": "docsync.providers.orm.ORMProvider", "opts": {}}},
+            "{'class': 'dotted.path', 'options': {...}}",
+        ),
+    ],
+)
+def test_class_and_options_in_one_dict_are_checked_where_written(setting, where):
+    with override_settings(DOCSYNC=setting):
+        messages = check_settings(None)
+    assert any(where in m.msg for m in messages if m.level >= 40), [m.msg for m in messages]
