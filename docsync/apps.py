@@ -1,8 +1,8 @@
 """The app's configuration: ``INSTALLED_APPS = [..., "docsync"]`` picks it."""
 
-from typing import Any
-
 from django.apps import AppConfig
+
+from .utils import deprecated_names
 
 
 class DocSyncConfig(AppConfig):
@@ -23,16 +23,5 @@ class DocSyncConfig(AppConfig):
         connect_receivers()
 
 
-def __getattr__(name: str) -> Any:
-    # The 0.2 spelling, through a module attribute (a second class name here
-    # would make Django's AppConfig discovery ambiguous).
-    if name == "DocsyncConfig":
-        import warnings
-
-        warnings.warn(
-            "docsync.apps.DocsyncConfig is deprecated: use DocSyncConfig.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return DocSyncConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The 0.2 spelling, still importable.
+__getattr__ = deprecated_names("docsync.apps", {"DocsyncConfig": ("DocSyncConfig", DocSyncConfig)})

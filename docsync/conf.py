@@ -384,15 +384,15 @@ docsync_settings = DocSyncSettings()
 
 
 def __getattr__(name: str) -> Any:
-    # The 0.2 spelling of DocSyncSettings.
-    if name == "DocsyncSettings":
-        warnings.warn(
-            "docsync.conf.DocsyncSettings is deprecated: use DocSyncSettings.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return DocSyncSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # The 0.2 spelling (conf imports nothing of docsync: no shared helper here).
+    if name != "DocsyncSettings":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "docsync.conf.DocsyncSettings is deprecated: use DocSyncSettings.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return DocSyncSettings
 
 
 def _reload(*, setting: str, **kwargs: Any) -> None:

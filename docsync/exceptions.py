@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .utils import deprecated_names
+
 
 class DocSyncError(Exception):
     """Base class of every error a client may be told about."""
@@ -130,15 +132,7 @@ class StorageUnavailable(StorageError):
     default_message = "Storage is unavailable; try again shortly."
 
 
-def __getattr__(name: str) -> Any:
-    # Deprecated spelling, kept so that code written for 0.2 still imports.
-    if name == "DocsyncError":
-        import warnings
-
-        warnings.warn(
-            "docsync.exceptions.DocsyncError is deprecated: use DocSyncError.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return DocSyncError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The 0.2 spelling, still importable.
+__getattr__ = deprecated_names(
+    "docsync.exceptions", {"DocsyncError": ("DocSyncError", DocSyncError)}
+)

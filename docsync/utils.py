@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -52,3 +54,22 @@ def database_from_url(url: str) -> dict[str, Any]:
     if scheme in ("mysql", "mariadb"):
         config["OPTIONS"] = {"charset": "utf8mb4"}
     return config
+
+
+def deprecated_names(module: str, names: dict[str, tuple[str, Any]]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for names kept from an older release.
+
+    ``names`` maps each old name to its replacement's name and value; using
+    an old name warns ``DeprecationWarning`` naming the replacement.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new, value = names[name]
+        warnings.warn(
+            f"{module}.{name} is deprecated: use {new}.", DeprecationWarning, stacklevel=2
+        )
+        return value
+
+    return __getattr__
