@@ -26,7 +26,7 @@ from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .conf import docsync_settings
 from .exceptions import AuthenticationFailed, PermissionDenied
 from .grants import Grants, reads
-from .hops import hop, is_async, is_nonblocking
+from .hops import hop, is_async, is_nonblocking, nonblocking
 from .identity import Identity
 from .listeners import Event, Listeners
 from .providers.base import BaseProvider
@@ -36,7 +36,8 @@ from .state import BaseState, InProcessState
 from .sync import OwnerChanged, SyncOutcome, sync_document
 from .throttle import KeyedThrottle
 
-__all__ = ["Connection", "DocSyncServer", "Grants"]  # Grants: importable here too
+# Grants, Event and nonblocking were defined here in 0.2: still importable.
+__all__ = ["Connection", "DocSyncServer", "Event", "Grants", "nonblocking"]
 
 logger = logging.getLogger(__name__)
 
