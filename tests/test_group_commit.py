@@ -9,11 +9,12 @@ import time
 import pytest
 from django.db import connections
 
-from docsync.events import SyncRequest
+from docsync.bindings import get_binding_registry
 from docsync.exceptions import StorageError
 from docsync.providers.base import Origin
 from docsync.providers.groupcommit import GroupCommit, Outcome
 from docsync.providers.postgres import PostgresProvider
+from docsync.requests import SyncRequest
 from docsync.sync import sync_document
 from tests.conftest_db import django_db_on, require_database
 from tests.test_orm_concurrency import TIMEOUT, run_threads, wait_for_lock_waiters
@@ -101,7 +102,9 @@ def hold_lock_while(provider: PostgresProvider, doc_id: str, writes: dict[str, s
     """Sync each of ``writes`` (doc id -> doc type) in a thread of its own while
     another thread's write of ``doc_id`` waits for the row lock we hold; the
     writes queue behind it and run as one group. Returns outcome or error per doc."""
-    sync_document(provider, SyncRequest("list", doc_id, ["first"], None, 0), ORIGIN)
+    sync_document(
+        provider, SyncRequest("list", doc_id, ["first"], None, 0), ORIGIN, get_binding_registry()
+    )
     locked, release = threading.Event(), threading.Event()
     results: dict[str, object] = {}
     docs = list(writes)
@@ -191,7 +194,7 @@ def test_many_writers_many_documents_nothing_lost_or_doubled(provider):
         origin = Origin(device_id=f"d{thread}", client_id=f"c{thread}")
         for i in range(writes):
             req = SyncRequest("list", doc, [[thread, i]], None, 0)
-            clocks[doc].append(sync_document(provider, req, origin).clock)
+            clocks[doc].append(sync_document(provider, req, origin, get_binding_registry()).clock)
 
     run_threads(threads, work)
     for doc, seen in clocks.items():

@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from docsync import signals
 from docsync.bindings import BindingRegistry
+from docsync.consumers import DocSyncConsumer
 from docsync.history import restore_document
 from docsync.models import Document
 from docsync.providers.base import Origin
@@ -79,7 +80,7 @@ async def test_every_connected_client_follows_a_restore_after_its_commit():
         authenticate=token_authenticate,
         authorize=lambda event: True,
     )
-    app = server.as_asgi()
+    app = DocSyncConsumer.as_asgi(server=server)
     alice, bob = await connected(app, "alice"), await connected(app, "bob")
     await alice.send(sync(0, ["a1"]))
     assert data(0, clock=1) in await drain(alice)

@@ -16,11 +16,11 @@ import time
 import pytest
 
 from docsync.bindings import BindingRegistry
-from docsync.events import SyncRequest
 from docsync.history import document_history, restore_document, state_at
 from docsync.providers.base import BaseProvider, Origin
 from docsync.providers.orm import ORMProvider
 from docsync.providers.postgres import PostgresProvider
+from docsync.requests import SyncRequest
 from docsync.squash import squash_document
 from docsync.sync import sync_document
 from tests.bindings import ListBinding

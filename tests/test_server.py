@@ -329,7 +329,7 @@ async def test_concurrent_writers_get_distinct_clocks(server, app):
         await c.close()
 
 
-def test_server_as_asgi_still_routes_with_a_deprecation_warning():
+async def test_server_as_asgi_still_routes_with_a_deprecation_warning():
     server = DocSyncServer()
     with pytest.warns(DeprecationWarning, match="DocSyncConsumer.as_asgi"):
         app = server.as_asgi()
