@@ -94,12 +94,30 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds the process ``pid`` has used (0 when unknown)."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_sync(args, cpu_before: float, syncs: int) -> str:
+    """``, server CPU N µs per sync`` (CPU time counts less of the machine's load than
+    wall time: compare it across runs on a busy machine)."""
+    if not args.pid or not syncs:
+        return ""
+    return f", server CPU {(cpu_seconds(args.pid) - cpu_before) / syncs * 1e6:,.0f} µs per sync"
+
+
 async def one_client(session, args) -> None:
     c = RawClient(session, args.url, args.token_for("solo"), "solo")
     await c.connect()
     doc = "bench-solo"
     clock = (await c.sync(doc, []))["data"]["clock"]
     latencies = []
+    cpu_before = cpu_seconds(args.pid)
     deadline = time.perf_counter() + args.seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
@@ -110,7 +128,7 @@ async def one_client(session, args) -> None:
     n = len(latencies)
     print(
         f"1 client: {n / args.seconds:,.0f} syncs/s, round trip p50 {pct(latencies, 0.5) * 1e3:.2f} ms,"
-        f" p99 {pct(latencies, 0.99) * 1e3:.2f} ms ({n} syncs)"
+        f" p99 {pct(latencies, 0.99) * 1e3:.2f} ms ({n} syncs){cpu_per_sync(args, cpu_before, n)}"
     )
 
 
@@ -139,8 +157,10 @@ async def measure_throughput(session, urls, clients_n, seconds, token_for) -> fl
 
 
 async def many_clients(session, args) -> None:
+    cpu_before = cpu_seconds(args.pid)
     rate = await measure_throughput(session, [args.url], args.clients, args.seconds, args.token_for)
-    print(f"{args.clients} clients, own documents: {rate:,.0f} syncs/s")
+    cpu = cpu_per_sync(args, cpu_before, int(rate * args.seconds))
+    print(f"{args.clients} clients, own documents: {rate:,.0f} syncs/s{cpu}")
 
 
 async def measure_fan_out(session, urls, readers_n, rounds, token_for) -> list[float]:
