@@ -195,9 +195,9 @@ class ORMTransaction(ProviderTransaction):
         self.check_writable()
         assert self.doc is not None and self.exists, "save_client_commit before the document"
         # One upsert on the unique (document, client_id), as for the placeholder.
-        target = {}
+        unique_fields = None
         if connections[self.using].features.supports_update_conflicts_with_target:
-            target["unique_fields"] = ["document", "client_id"]
+            unique_fields = ["document", "client_id"]
         row = CommitRow(
             document=self.doc,
             client_id=client_id,
@@ -209,7 +209,7 @@ class ORMTransaction(ProviderTransaction):
             [row],
             update_conflicts=True,
             update_fields=["clocks", "count", "digest", "updated_at"],
-            **target,
+            unique_fields=unique_fields,
         )
 
     def delete_doc(self) -> bool:
@@ -388,9 +388,13 @@ def _archive_sql(connection: Any) -> str:
     """``INSERT INTO history ... SELECT ... FROM log`` for one document, up to a clock."""
     quote = connection.ops.quote_name
     log, history = OperationBatch._meta, HistoryBatch._meta
-    source = ", ".join(quote(log.get_field(name).column) for name in _COLUMNS)
-    target = ", ".join(quote(history.get_field(name).column) for name in _COLUMNS)
-    document, clock = quote(log.get_field("document").column), quote(log.get_field("clock").column)
+
+    def column(meta: Any, name: str) -> str:
+        return str(quote(meta.get_field(name).column))
+
+    source = ", ".join(column(log, name) for name in _COLUMNS)
+    target = ", ".join(column(history, name) for name in _COLUMNS)
+    document, clock = column(log, "document"), column(log, "clock")
     return (
         f"INSERT INTO {quote(history.db_table)} ({target}) SELECT {source} "
         f"FROM {quote(log.db_table)} WHERE {document} = %s AND {clock} <= %s"
