@@ -109,6 +109,13 @@ class HistoryUnavailable(ValidationError):
     """The history asked for is not kept (pruned, or older than history)."""
 
 
+class DocumentExists(ValidationError):
+    """A document with this id exists already (creating it again: ``docsync.api``)."""
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(f"Document {doc_id!r} already exists.")
+
+
 class ProtocolError(DocSyncError):
     """A frame that breaks Engine.IO / Socket.IO framing."""
 

@@ -30,6 +30,7 @@ EVENTS = (
     "doc_unsubscribe",
     "sync_request",
     "doc_delete",
+    "doc_edit",
 )
 
 #: The Django signal sent after the listeners of each event.
@@ -40,10 +41,13 @@ SIGNALS: dict[str, Signal] = {
     "doc_unsubscribe": signals.doc_unsubscribed,
     "sync_request": signals.sync_finished,
     "doc_delete": signals.doc_deleted,
+    "doc_edit": signals.doc_edited,
 }
 
 #: The events whose signal also gives the ``Document`` (``document=``).
-DOCUMENT_EVENTS = frozenset({"doc_subscribe", "doc_unsubscribe", "sync_request", "doc_delete"})
+DOCUMENT_EVENTS = frozenset(
+    {"doc_subscribe", "doc_unsubscribe", "sync_request", "doc_delete", "doc_edit"}
+)
 
 _CAMEL = re.compile(r"_([a-z])")
 
@@ -115,6 +119,11 @@ class Listeners:
     def on_doc_delete(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Fields: userId, deviceId, clientId, docId (a docsync addition)."""
         return self._on("doc_delete", listener)
+
+    def on_doc_edit(self, listener: Callable[..., Any]) -> Callable[[], None]:
+        """Fields: userId, deviceId, clientId, docId, clock, operations: a server-side
+        edit (``docsync.api.apply_operations``), after it committed."""
+        return self._on("doc_edit", listener)
 
     def on_doc_restore(self, listener: Callable[..., Any]) -> Callable[[], None]:
         """Call ``listener(event)`` after a restore committed in this process.

@@ -37,3 +37,7 @@ doc_deleted = Signal()
 #: provides args: provider, doc_id, clock, restored_from, user_id, user, document
 #: (``docsync.history.restore_document``, after the commit; sender is the provider's class)
 doc_restored = Signal()
+
+#: provides args: server, user_id, device_id, client_id, doc_id, clock, operations, user,
+#: document (a server-side edit by ``docsync.api.apply_operations``, after it committed)
+doc_edited = Signal()

@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",  # the REST API's schema (docsync.rest)
+    "drf_spectacular_sidecar",  # its Swagger UI, served offline
     "docsync",
 ]
 

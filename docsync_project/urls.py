@@ -1,5 +1,5 @@
 """URLs of the example project: the landing page and docs, the admin, sign-in,
-and docsync's HTTP route (the long-polling refusal)."""
+docsync's REST API, and its HTTP route (the long-polling refusal)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -13,5 +13,6 @@ urlpatterns = [
     path("docs/<str:name>", views.docs_page, name="docs-page"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("api/docsync/", include("docsync.rest.urls")),
     path("", include("docsync.urls")),
 ]

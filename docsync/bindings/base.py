@@ -9,6 +9,7 @@ to a human in the admin.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -63,6 +64,18 @@ class BaseBinding:
         if isinstance(serialized_doc, (bytes, bytearray, memoryview)):
             return f"<{len(serialized_doc)} bytes>"
         return json.dumps(serialized_doc, indent=2, ensure_ascii=False)
+
+    def to_json(self, serialized_doc: Any) -> Any:
+        """Return a snapshot as a JSON value (the REST API's ``state``).
+
+        The default returns a JSON snapshot as it is, and bytes as
+        ``{"base64": ..., "bytes": n}``; bindings of binary documents show
+        their content instead.
+        """
+        if isinstance(serialized_doc, (bytes, bytearray, memoryview)):
+            data = bytes(serialized_doc)
+            return {"base64": base64.b64encode(data).decode("ascii"), "bytes": len(data)}
+        return serialized_doc
 
     def render_operations(self, operations: Any) -> str:
         """Return a human-readable rendering of one operations value (for the admin).

@@ -195,6 +195,13 @@ class YjsBinding(BaseBinding):
         content = {name: self.render_root(doc, name) for name in sorted(doc.keys())}
         return f"{header}\n{json.dumps(content, indent=2, ensure_ascii=False)}"
 
+    def to_json(self, serialized_doc: Any) -> Any:
+        """The document's roots as JSON (``{"content": "Hello"}``), as the admin shows them."""
+        if serialized_doc is None:
+            return None
+        doc = self.deserialize(serialized_doc)
+        return {name: self.render_root(doc, name) for name in sorted(doc.keys())}
+
     def render_root(self, doc: Any, name: str) -> Any:
         """Return a JSON-able view of root ``name``, typed if ``roots`` names it."""
         kind = self.roots.get(name)
