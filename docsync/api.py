@@ -6,8 +6,7 @@ custom ``AUTHENTICATE`` returns it; ``None`` is trusted server code, asked
 nothing) and is decided by the server's ``AUTHORIZE``, the same callable and
 permission backends as a WebSocket request, so the two never disagree::
 
-    from django.db import transaction
-    from docsync import api
+        from docsync import api
 
     with transaction.atomic():
         api.apply_operations(doc_id, [operations], user=request.user)
@@ -30,15 +29,15 @@ tombstone, ``ValidationError`` naming the field.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from .events import parse_sync
+from .default import get_default_server
 from .exceptions import (
     DocumentDeleted,
     DocumentExists,
@@ -47,9 +46,13 @@ from .exceptions import (
     StorageError,
     ValidationError,
 )
-from .groups import dirty_message, doc_group
+from .groups import dirty, doc_group
+from .history import after_commit
+from .identity import Identity
+from .listeners import Event
 from .providers.base import BaseProvider, DocRecord, Origin
-from .server import DocSyncServer, Event, get_default_server
+from .requests import parse_sync
+from .server import DocSyncServer
 from .squash import squash_document
 from .state import Member
 from .sync import sync_document
@@ -113,34 +116,34 @@ class Connected:
 # -- identity and authorization -------------------------------------------------
 
 
-def identity_of(user: Any) -> Event | None:
+def identity_of(user: Any) -> Identity | None:
     """The identity a connection of ``user`` would have (``None``: trusted code)."""
     if user is None:
         return None
     if isinstance(user, str):
-        return Event(userId=user, context=None)
+        return Identity(user_id=user, device_id=SERVER_DEVICE)
     if not getattr(user, "is_authenticated", False):
         raise PermissionDenied()
-    return Event(userId=str(user.pk), context={"user_pk": user.pk, "auth": "api"})
+    context = {"user_pk": user.pk, "auth": "api"}
+    return Identity(user_id=str(user.pk), device_id=SERVER_DEVICE, context=context, user=user)
 
 
 def authorize(server: DocSyncServer, kind: str, req: dict[str, Any], user: Any) -> Event | None:
-    """Ask the server's ``AUTHORIZE`` about ``req``; raise ``PermissionDenied`` if refused.
+    """Ask the server's ``AUTHORIZE`` about ``req``, exactly as for a connection of ``user``;
+    raise ``PermissionDenied`` if refused.
 
     Returns the authorize event (``None`` for trusted code: nothing asked).
     """
     identity = identity_of(user)
     if identity is None:
         return None
-    event = Event(
-        type=kind,
-        req=Event(req),
-        userId=identity["userId"],
-        context=identity["context"],
-        provider=server.provider,
+    is_async = inspect.iscoroutinefunction(server.authorize) or inspect.iscoroutinefunction(
+        getattr(server.authorize, "__call__", None)  # noqa: B004
     )
+    # The server's own event: the same fields (and Document) a socket request gets.
+    event = server._authorize_event(kind, req, identity, load=not is_async)
     allowed = server.authorize(event)
-    if hasattr(allowed, "__await__"):
+    if inspect.isawaitable(allowed):
         allowed = async_to_sync(_await)(allowed)
     if not allowed:
         raise PermissionDenied()
@@ -333,7 +336,7 @@ def apply_operations(
         doc_type = _existing_type(server, doc_id, event)
     req = parse_sync({**_pull(doc_id, doc_type), "operations": operations}, server.max_json_depth)
     identity = identity_of(user)
-    origin = Origin(identity["userId"] if identity else None, device_id, client_id)
+    origin = Origin(identity.user_id if identity else None, device_id, client_id)
     expect_new = event is not None and "document" in event and event["document"] is None
     try:
         outcome = sync_document(
@@ -400,7 +403,7 @@ def create_document(
     if event is not None and event.get("document") is not None:
         raise DocumentExists(doc_id)
     identity = identity_of(user)
-    origin = Origin(identity["userId"] if identity else None, SERVER_DEVICE, "")
+    origin = Origin(identity.user_id if identity else None, SERVER_DEVICE, "")
     try:
         outcome = sync_document(
             server.provider,
@@ -440,8 +443,7 @@ def delete_document(doc_id: str, *, user: Any, server: DocSyncServer | None = No
 
 
 def _on_commit(server: DocSyncServer, func: Any, *args: Any) -> None:
-    using = getattr(server.provider, "using", None)
-    transaction.on_commit(lambda: func(*args), using=using)
+    after_commit(server.provider, lambda: func(*args))
 
 
 def _edited(
@@ -481,14 +483,14 @@ async def _announce(server: DocSyncServer, doc_id: str, event: Event, user: Any)
     layer = get_channel_layer()
     if layer is not None:
         # deviceId "" is no client's (the handshake refuses it): every subscriber hears it.
-        await layer.group_send(doc_group(doc_id), dirty_message(doc_id))
+        await layer.group_send(doc_group(doc_id), dirty(doc_id))
     await _emit(server, "doc_edit", event, user)
 
 
 def _deleted(server: DocSyncServer, doc_id: str, user: Any) -> None:
     identity = identity_of(user)
     event = Event(
-        userId=identity["userId"] if identity else None,
+        userId=identity.user_id if identity else None,
         deviceId=SERVER_DEVICE,
         clientId="",
         docId=doc_id,

@@ -1,7 +1,7 @@
 """Listeners and signals: who hears about connections, syncs and deletes.
 
 A :class:`Listeners` (``DocSyncServer`` is one) keeps the listeners of the
-six server events (:data:`EVENTS`) and, after each, sends the Django signal
+seven server events (:data:`EVENTS`) and, after each, sends the Django signal
 of the same event (:data:`SIGNALS`, ``docsync.signals``). What a listener
 receives is an :class:`Event`: a dict with the reference server's camelCase
 keys, whose attributes take the snake_case twins too.
@@ -45,9 +45,7 @@ SIGNALS: dict[str, Signal] = {
 }
 
 #: The events whose signal also gives the ``Document`` (``document=``).
-DOCUMENT_EVENTS = frozenset(
-    {"doc_subscribe", "doc_unsubscribe", "sync_request", "doc_delete", "doc_edit"}
-)
+DOCUMENT_EVENTS = frozenset({"doc_subscribe", "doc_unsubscribe", "sync_request", "doc_delete"})
 
 _CAMEL = re.compile(r"_([a-z])")
 

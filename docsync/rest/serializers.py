@@ -12,8 +12,8 @@ from rest_framework import fields, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.relations import PrimaryKeyRelatedField
 
-from ..events import MAX_ID_LENGTH
 from ..models import Document, DocumentShare, ShareRole
+from ..requests import MAX_ID_LENGTH
 
 
 def decode_values(values: list[Any]) -> list[Any]:

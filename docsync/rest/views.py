@@ -40,8 +40,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import api
+from ..default import get_default_server
 from ..exceptions import (
-    DocsyncError,
+    DocSyncError,
     DocumentDeleted,
     DocumentExists,
     InvalidValue,
@@ -51,7 +52,7 @@ from ..exceptions import (
     ValidationError,
 )
 from ..models import Document, DocumentShare
-from ..server import DocSyncServer, get_default_server
+from ..server import DocSyncServer
 from . import serializers as s
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,12 +126,12 @@ class DocsyncAPIView(APIView):
                 raise exceptions.ValidationError({name: ["must not contain NUL characters."]})
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, DocsyncError):
+        if isinstance(exc, DocSyncError):
             exc = self.translate(exc)
         response: Response = super().handle_exception(exc)
         return response
 
-    def translate(self, exc: DocsyncError) -> Exception:
+    def translate(self, exc: DocSyncError) -> Exception:
         """The DRF exception a docsync error is answered with."""
         if isinstance(exc, (DocumentDeleted, DocumentExists)):
             return Conflict(exc.message)
