@@ -47,7 +47,8 @@ from .exceptions import (
     ValidationError,
 )
 from .groups import dirty, doc_group
-from .history import after_commit
+from .history import HistoryEntry, Restored, after_commit, document_history, restore_document
+from .history import state_at as history_state_at
 from .identity import Identity
 from .listeners import Event
 from .providers.base import BaseProvider, DocRecord, Origin
@@ -72,6 +73,9 @@ __all__ = [
     "create_document",
     "delete_document",
     "get_state",
+    "history",
+    "restore",
+    "state_at",
     "visible_documents",
 ]
 
@@ -303,6 +307,54 @@ async def _connected(server: DocSyncServer, doc_id: str) -> Connected:
     members = await server.state.members(doc_id)
     presence = await server.state.get_presence(doc_id)
     return Connected(doc_id, members, presence)
+
+
+# -- history (docsync.history) ----------------------------------------------------
+
+
+def history(
+    doc_id: str,
+    *,
+    user: Any,
+    before_clock: int | None = None,
+    limit: int = 50,
+    server: DocSyncServer | None = None,
+) -> list[HistoryEntry]:
+    """The newest ``limit`` entries of ``doc_id``'s timeline below ``before_clock``.
+
+    Newest first (who, device, client, when, how many operations); page on
+    with ``before_clock`` set to the last entry's clock. Needs read access.
+    """
+    server = server or get_default_server()
+    authorize(server, "sync", _pull(doc_id), user)
+    return document_history(server.provider, doc_id, before_clock=before_clock, limit=limit)
+
+
+def state_at(doc_id: str, clock: int, *, user: Any, server: DocSyncServer | None = None) -> Any:
+    """The document's state at ``clock``, rebuilt from its history (read access).
+
+    Raises ``InvalidValue`` for a clock it never had, ``HistoryUnavailable``
+    when that part of the history is not kept.
+    """
+    server = server or get_default_server()
+    authorize(server, "sync", _pull(doc_id), user)
+    return history_state_at(server.provider, server.bindings, doc_id, clock)
+
+
+def restore(doc_id: str, clock: int, *, user: Any, server: DocSyncServer | None = None) -> Restored:
+    """Restore ``doc_id`` to its state at ``clock`` as a new change by ``user``.
+
+    A write (the change permission, as a client's operations); every
+    connected client receives the restored state on its next sync, after
+    the commit (see ``docsync.history.restore_document``).
+    """
+    server = server or get_default_server()
+    authorize(server, "sync", {**_pull(doc_id), "operations": [None]}, user)
+    identity = identity_of(user)
+    origin = Origin(identity.user_id if identity else None, SERVER_DEVICE, "")
+    return restore_document(
+        server.provider, server.bindings, doc_id, clock, _user_object(user), origin=origin
+    )
 
 
 # -- writing ----------------------------------------------------------------------

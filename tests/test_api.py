@@ -230,3 +230,23 @@ def test_listing_needs_the_orm_provider():
     server = DocSyncServer(provider=InMemoryProvider(), authorize=allow_all)
     with pytest.raises(ValidationError, match="needs ORMProvider"):
         api.visible_documents(None, server=server)
+
+
+def test_history_and_restore_are_authorized_like_reads_and_writes(server, people, alias):
+    for value in ("a", "b", "c"):
+        api.apply_operations("d1", [value], user=people["alice"], doc_type="doc", server=server)
+    share(alias, "d1", "viewer", user=people["bob"])
+    entries = api.history("d1", user=people["bob"], server=server)
+    assert [(e.clock, e.kind, e.device_id) for e in entries] == [
+        (3, "batch", "server"),
+        (2, "batch", "server"),
+        (1, "batch", "server"),
+    ]
+    assert api.state_at("d1", 1, user=people["bob"], server=server) == ["a"]
+    with pytest.raises(PermissionDenied):
+        api.restore("d1", 1, user=people["bob"], server=server)
+    with pytest.raises(PermissionDenied):
+        api.history("d1", user=people["eve"], server=server)
+    restored = api.restore("d1", 1, user=people["alice"], server=server)
+    assert (restored.clock, restored.new_clock) == (1, 4)
+    assert api.get_state("d1", user=people["alice"], server=server).state == ["a"]

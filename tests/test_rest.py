@@ -241,8 +241,11 @@ def test_the_schema_and_its_ui_are_served_without_a_cdn(alice):
     assert sorted(schema["paths"]) == [
         f"{BASE}/documents/",
         f"{BASE}/documents/{{doc_id}}/",
+        f"{BASE}/documents/{{doc_id}}/history/",
+        f"{BASE}/documents/{{doc_id}}/history/{{clock}}/",
         f"{BASE}/documents/{{doc_id}}/operations/",
         f"{BASE}/documents/{{doc_id}}/presence/",
+        f"{BASE}/documents/{{doc_id}}/restore/",
         f"{BASE}/documents/{{doc_id}}/shares/",
         f"{BASE}/documents/{{doc_id}}/shares/{{share_id}}/",
     ]
@@ -251,3 +254,42 @@ def test_the_schema_and_its_ui_are_served_without_a_cdn(alice):
     assert page.status_code == 200
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "https://" not in html and "cdn" not in html.lower()
+
+
+def test_history_state_at_a_clock_and_restore(alice, people):
+    create(alice, operations=["a"])
+    url = f"{BASE}/documents/d1"
+    for value in ("b", "c", "d"):
+        alice.post(f"{url}/operations/", {"operations": [value]}, format="json")
+    page = alice.get(f"{url}/history/", {"limit": 2}).json()
+    assert [(e["clock"], e["kind"], e["operations"]) for e in page["results"]] == [
+        (4, "batch", 1),
+        (3, "batch", 1),
+    ]
+    assert page["results"][0]["user_id"] == str(people["alice"].pk)
+    assert page["results"][0]["device_id"] == "server"
+    older = alice.get(f"{url}/history/", {"before_clock": page["next_before_clock"]}).json()
+    assert [e["clock"] for e in older["results"]][:2] == [2, 1]
+    assert alice.get(f"{url}/history/2/").json() == {"clock": 2, "state": ["a", "b"]}
+    answer = alice.get(f"{url}/history/9/")
+    assert (answer.status_code, list(answer.json())) == (400, ["clock"])
+    assert alice.get(f"{url}/history/", {"limit": 0}).status_code == 400
+
+    bob = as_user(people["bob"])
+    DocumentShare.objects.create(
+        document=Document.objects.get(doc_id="d1"), user=people["bob"], role="viewer"
+    )
+    assert bob.get(f"{url}/history/").status_code == 200
+    assert bob.post(f"{url}/restore/", {"clock": 1}, format="json").status_code == 403
+    assert as_user(people["eve"]).get(f"{url}/history/").status_code == 404
+
+    restored = alice.post(f"{url}/restore/", {"clock": 2}, format="json")
+    assert (restored.status_code, restored.json()) == (
+        201,
+        {"id": "d1", "clock": 2, "new_clock": 5},
+    )
+    assert alice.get(f"{url}/").json()["state"] == ["a", "b"]
+    newest = alice.get(f"{url}/history/", {"limit": 1}).json()["results"][0]
+    assert (newest["clock"], newest["kind"], newest["restored_from"]) == (5, "restore", 2)
+    bad = alice.post(f"{url}/restore/", {"clock": -1}, format="json")
+    assert (bad.status_code, list(bad.json())) == (400, ["clock"])

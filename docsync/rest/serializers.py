@@ -154,3 +154,51 @@ class PresenceSerializer(serializers.Serializer):
 
     members = MemberSerializer(many=True)
     presence = fields.DictField(child=fields.JSONField(), help_text="Presence values by client id.")
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One change in the document's timeline."""
+
+    clock = fields.IntegerField()
+    kind = fields.ChoiceField(
+        choices=["batch", "restore", "snapshot", "squash"],
+        help_text="batch: operations a client (or the server) sent; restore: an older state "
+        "stored again; snapshot: a client's first snapshot; squash: a squash result.",
+    )
+    user_id = fields.CharField(allow_null=True)
+    device_id = fields.CharField(allow_null=True, allow_blank=True)
+    client_id = fields.CharField(allow_null=True, allow_blank=True)
+    created_at = fields.DateTimeField(allow_null=True)
+    operations = fields.IntegerField(help_text="How many operations values (batches).")
+    restored_from = fields.IntegerField(allow_null=True)
+    version = fields.BooleanField(help_text="Whether the whole state at this clock is kept.")
+
+
+class HistorySerializer(serializers.Serializer):
+    """A page of the timeline, newest first."""
+
+    results = HistoryEntrySerializer(many=True)
+    next_before_clock = fields.IntegerField(
+        allow_null=True, help_text="Pass as before_clock for the next (older) page."
+    )
+
+
+class StateAtSerializer(serializers.Serializer):
+    """The document's state at one clock, rendered by its binding as JSON."""
+
+    clock = fields.IntegerField()
+    state = fields.JSONField(allow_null=True)
+
+
+class RestoreSerializer(serializers.Serializer):
+    """Restore the state of ``clock`` as a new change."""
+
+    clock = fields.IntegerField(min_value=0)
+
+
+class RestoredSerializer(serializers.Serializer):
+    """What a restore stored."""
+
+    id = fields.CharField()
+    clock = fields.IntegerField(help_text="The clock whose state was restored.")
+    new_clock = fields.IntegerField(help_text="The clock the restored state was stored at.")

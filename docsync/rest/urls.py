@@ -21,7 +21,8 @@ class DocIdConverter:
 
 
 class ShareIdConverter:
-    """A share's id; a negative one is a share that does not exist (404), not another route."""
+    """A share's id or a clock; a negative one is refused by the view, not taken for
+    another route."""
 
     regex = r"-?[0-9]+"
 
@@ -49,6 +50,21 @@ urlpatterns = [
     ),
     path(
         "documents/<docid:doc_id>/shares/", views.SharesView.as_view(), name="docsync-rest-shares"
+    ),
+    path(
+        "documents/<docid:doc_id>/history/<shareid:clock>/",
+        views.StateAtView.as_view(),
+        name="docsync-rest-state-at",
+    ),
+    path(
+        "documents/<docid:doc_id>/history/",
+        views.HistoryView.as_view(),
+        name="docsync-rest-history",
+    ),
+    path(
+        "documents/<docid:doc_id>/restore/",
+        views.RestoreView.as_view(),
+        name="docsync-rest-restore",
     ),
     path(
         "documents/<docid:doc_id>/presence/",

@@ -45,6 +45,8 @@ from ..exceptions import (
     DocSyncError,
     DocumentDeleted,
     DocumentExists,
+    DocumentNotFound,
+    HistoryUnavailable,
     InvalidValue,
     PermissionDenied,
     StorageError,
@@ -133,8 +135,10 @@ class DocsyncAPIView(APIView):
 
     def translate(self, exc: DocSyncError) -> Exception:
         """The DRF exception a docsync error is answered with."""
-        if isinstance(exc, (DocumentDeleted, DocumentExists)):
+        if isinstance(exc, (DocumentDeleted, DocumentExists, HistoryUnavailable)):
             return Conflict(exc.message)
+        if isinstance(exc, DocumentNotFound):
+            return exceptions.NotFound("No such document.")
         if isinstance(exc, ValidationError):
             return exceptions.ValidationError({_field_of(exc): [exc.message]})
         if isinstance(exc, PermissionDenied):
@@ -447,6 +451,88 @@ class PresenceView(DocsyncAPIView):
             for m in who.members
         ]
         return Response({"members": members, "presence": who.presence})
+
+
+CLOCK = OpenApiParameter("clock", int, OpenApiParameter.PATH, description="A clock.")
+HISTORY_GONE = OpenApiResponse(ERROR, description="Deleted, or that history is not kept.")
+
+
+class HistoryView(DocsyncAPIView):
+    """The document's timeline: who changed it, when, from where, how much."""
+
+    @documented(
+        operation_id="documents_history_list",
+        parameters=[
+            DOC_ID,
+            OpenApiParameter("before_clock", int, description="Only entries below this clock."),
+            OpenApiParameter("limit", int, description="Entries per page (1 to 500, 50)."),
+        ],
+        responses={200: s.HistorySerializer, 400: FIELD_ERRORS, **COMMON, 409: DELETED},
+    )
+    def get(self, request: Request, doc_id: str) -> Response:
+        before = _integer(request.query_params, "before_clock", None, 0)
+        limit = _integer(request.query_params, "limit", 50, 1, 500)
+        entries = api.history(
+            doc_id, user=request.user, before_clock=before, limit=limit, server=self.get_server()
+        )
+        results = [vars(entry) for entry in entries]
+        more = len(entries) == limit and entries[-1].clock > 0
+        return Response(
+            {"results": results, "next_before_clock": entries[-1].clock if more else None}
+        )
+
+
+def _integer(params: Any, name: str, default: int | None, low: int, high: int = 2**53) -> Any:
+    if name not in params:
+        return default
+    try:
+        value = int(params[name])
+    except ValueError:
+        raise exceptions.ValidationError({name: ["Give a whole number."]}) from None
+    if not low <= value <= high:
+        raise exceptions.ValidationError({name: [f"Give a number from {low} to {high}."]})
+    return value
+
+
+class StateAtView(DocsyncAPIView):
+    """The document's state at one clock, rebuilt from its history."""
+
+    @documented(
+        operation_id="documents_history_retrieve",
+        parameters=[DOC_ID, CLOCK],
+        responses={200: s.StateAtSerializer, 400: FIELD_ERRORS, **COMMON, 409: HISTORY_GONE},
+    )
+    def get(self, request: Request, doc_id: str, clock: int) -> Response:
+        server = self.get_server()
+        state = api.state_at(doc_id, clock, user=request.user, server=server)
+        row = Document.objects.filter(doc_id=doc_id).first()
+        binding = server.bindings.get(row.doc_type if row is not None else "")
+        rendered = binding.to_json(state) if binding is not None else _plain(state)
+        return Response({"clock": clock, "state": rendered})
+
+
+class RestoreView(DocsyncAPIView):
+    """Restore the state of an older clock as a new change (every client follows)."""
+
+    @documented(
+        operation_id="documents_restore_create",
+        parameters=[DOC_ID],
+        request=s.RestoreSerializer,
+        responses={
+            201: s.RestoredSerializer,
+            400: FIELD_ERRORS,
+            **COMMON,
+            403: FORBIDDEN,
+            409: HISTORY_GONE,
+        },
+    )
+    def post(self, request: Request, doc_id: str) -> Response:
+        body = s.RestoreSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        clock = body.validated_data["clock"]
+        restored = api.restore(doc_id, clock, user=request.user, server=self.get_server())
+        data = {"id": restored.doc_id, "clock": restored.clock, "new_clock": restored.new_clock}
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
