@@ -311,6 +311,10 @@ def _runserver_app() -> str | None:
     return None
 
 
+#: Channel layers that reach the connections of one process only.
+_ONE_PROCESS_LAYERS = ("InMemoryChannelLayer", "InProcessChannelLayer")
+
+
 @register()
 def check_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """The ``DOCSYNC`` settings, the channel layer, and runserver's ASGI server."""
@@ -321,14 +325,12 @@ def check_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             Error(
                 "docsync needs a channel layer to fan out events.",
                 hint="Set CHANNEL_LAYERS = {'default': {'BACKEND': "
-                "'channels.layers.InMemoryChannelLayer'}} (one process) or "
+                "'docsync.channel_layer.InProcessChannelLayer'}} (one process) or "
                 "channels_redis.core.RedisChannelLayer (several).",
                 id="docsync.E002",
             )
         )
-    elif (
-        layers["default"].get("BACKEND", "").endswith("InMemoryChannelLayer") and not settings.DEBUG
-    ):
+    elif layers["default"].get("BACKEND", "").endswith(_ONE_PROCESS_LAYERS) and not settings.DEBUG:
         messages.append(
             Warning(
                 "The in-memory channel layer serves one process only.",

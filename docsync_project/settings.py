@@ -78,7 +78,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "docsync.channel_layer.InProcessChannelLayer"}}
 
 DOCSYNC = {
     # Documents live in the database: SQLite here through the ORM, PostgreSQL

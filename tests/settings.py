@@ -90,7 +90,7 @@ AUTHENTICATION_BACKENDS = [
     "docsync.backends.DocumentPermissionBackend",
 ]
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "docsync.channel_layer.InProcessChannelLayer"}}
 
 DOCSYNC: dict[str, object] = {}
 STATIC_URL = "static/"
