@@ -85,7 +85,7 @@ class FanOutMixin(AsyncConsumer):
         self._group_added: dict[str, float] = {}
         self._task = asyncio.current_task()
         self._stopping = False
-        sources = [receive]
+        sources = [self.read_ahead(receive)]
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             sources.append(self._layer_receive)
@@ -104,6 +104,14 @@ class FanOutMixin(AsyncConsumer):
             raise
         finally:
             _live.discard(self)
+            self.stop_reading()
+
+    def read_ahead(self, receive: Any) -> Any:
+        """The receive callable the handlers are fed from (``receive`` itself here)."""
+        return receive
+
+    def stop_reading(self) -> None:
+        """The consumer is done: stop what :meth:`read_ahead` started."""
 
     def stop_consumer(self) -> None:
         """Stop this consumer from another task (its connection is over)."""

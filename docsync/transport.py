@@ -17,6 +17,11 @@ that the ``dirty`` and events of work already committed still go out):
 time) and stops the consumer. Sends never raise: once the client is gone
 they do nothing.
 
+Frames are read ahead of the handlers (:meth:`EngineIOConsumer.read_ahead`):
+a pong is taken as it arrives, not after the requests queued before it, so
+a connection whose requests wait (a busy document, a slow database) is not
+dropped for a ping timeout. Everything else reaches the handlers in order.
+
 A client that stops reading is dropped. A pong proves the client read
 everything sent before its ping, so the transport counts the bytes sent
 since the last answered ping; past ``MAX_UNREAD`` it pings at once and holds
@@ -56,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a server-side close may take before the connection is let go.
 CLOSE_TIMEOUT = 1.0
+#: Frames read ahead of the handlers; past this the client is not read from.
+READ_AHEAD = 16
+#: What a pong read ahead becomes when held frames wait for the handlers to send them.
+_RELEASE = {"type": "eio.release"}
 
 
 def new_sid() -> str:
@@ -88,8 +97,37 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._held_bytes = 0
         self._writer: asyncio.Task[Any] | None = None  # the task inside base_send
         self._abandoned = False
+        self._reader: asyncio.Task[None] | None = None
 
     # -- Channels plumbing ---------------------------------------------------
+
+    def read_ahead(self, receive: Any) -> Any:
+        """Read the client in a task of its own; pongs are taken at once."""
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
+        self._reader = asyncio.get_running_loop().create_task(self._read(receive, inbox))
+        return inbox.get
+
+    async def _read(self, receive: Any, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            try:
+                message = await receive()
+            except Exception:
+                logger.exception("docsync: reading %s failed", self._sid_or_new())
+                message = {"type": "websocket.disconnect", "code": 1006}
+            if message["type"] == "websocket.receive" and message.get("text") == p.EIO_PONG:
+                if self.closing or not self._pong_seen():
+                    continue
+                message = _RELEASE  # frames held for this pong go out in the handlers' order
+            await inbox.put(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    def stop_reading(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def eio_release(self, message: dict[str, Any]) -> None:
+        await self._release_held()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
@@ -260,12 +298,16 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         await self._write_timed({"type": "websocket.send", "text": p.EIO_PING}, 1)
         return mark
 
-    async def _on_pong(self) -> None:
+    def _pong_seen(self) -> bool:
+        """Count a pong; whether frames wait for :meth:`_release_held`."""
         if not self._pings:
-            return  # a pong nobody asked for
+            return False  # a pong nobody asked for
         self._confirmed = self._pings.pop(0)
         if not self._pings:
             self.pong.set()
+        return bool(self._held)
+
+    async def _release_held(self) -> None:
         while self._held and self._sent - self._confirmed <= self.server.max_unread:
             message, size = self._held.popleft()
             self._held_bytes -= size
@@ -301,8 +343,9 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         kind = text_data[:1]
         if kind == p.EIO_MESSAGE:
             await self.on_message(text_data[1:])
-        elif kind == p.EIO_PONG:
-            await self._on_pong()
+        elif kind == p.EIO_PONG:  # read ahead normally (see read_ahead)
+            if self._pong_seen():
+                await self._release_held()
         elif kind in (p.EIO_PING, p.EIO_CLOSE):
             # Only the server pings in EIO 4; the reference closes on a client ping.
             self.request_end("transport close")

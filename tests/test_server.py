@@ -335,3 +335,31 @@ async def test_server_as_asgi_still_routes_with_a_deprecation_warning():
         app = server.as_asgi()
     assert app.consumer_class is DocSyncConsumer
     assert app.consumer_initkwargs == {"server": server}
+
+
+async def test_pongs_are_taken_while_a_request_waits():
+    """A request that takes longer than the ping timeout (an authorize waiting
+    here) keeps its connection: the pongs are read ahead of the request queue."""
+    release = asyncio.Event()
+
+    async def authorize(event):
+        await release.wait()
+        return True
+
+    server = DocSyncServer(
+        authenticate=token_authenticate, authorize=authorize, ping_interval=50, ping_timeout=100
+    )
+    app = DocSyncConsumer.as_asgi(server=server)
+    alice = await connected(app, "alice")
+    await alice.send(sync(1))
+    for _ in range(6):  # 300 ms at least: three times interval + timeout
+        assert await alice.recv() == "2"
+        await alice.send("3")
+    release.set()
+    frame = await alice.recv()
+    while not frame.startswith("431"):  # pings and the subscription's events first
+        if frame == "2":
+            await alice.send("3")
+        frame = await alice.recv()
+    assert frame.startswith('431[{"data":')
+    await alice.close()

@@ -3,7 +3,10 @@
 Nothing survives a restart and nothing is shared between processes. Each
 transaction holds the document's lock and works on a copy of its state,
 which replaces the stored one only when the block exits without an error, so
-a failed request leaves the document exactly as it was.
+a failed request leaves the document exactly as it was. A readonly
+transaction reads the stored state itself (nothing to copy), and never
+waits for more than another transaction's few statements: pulls take no
+lock of the server's (``unlocked_reads``).
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class _StoredDoc:
 class InMemoryTransaction(ProviderTransaction):
     def __init__(self, doc_id: str, mode: Mode, doc_type: str | None, doc: _StoredDoc | None):
         super().__init__(doc_id, mode, doc_type)
-        self.doc = doc.copy() if doc is not None else None
+        # Readonly: nothing changes it, and the lock keeps writers out meanwhile.
+        self.doc = doc.copy() if doc is not None and mode != "readonly" else doc
         self.changed = False
 
     def get_serialized_doc(self, with_snapshot: bool = True) -> DocRecord | None:
@@ -199,6 +203,7 @@ class InMemoryProvider(BaseProvider):
     """Keeps every document in this process's memory."""
 
     blocking = False
+    unlocked_reads = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
