@@ -120,6 +120,9 @@ DEFAULTS: dict[str, Any] = {
     # {"versions": N} the newest N versions (squash results, restores), both:
     # what either keeps.
     "HISTORY_RETENTION": None,
+    # The bearer token a scrape of docsync.views.metrics must send
+    # (Authorization: Bearer ...); None: the view refuses every scrape.
+    "METRICS_TOKEN": None,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -254,6 +257,10 @@ RULES: dict[str, Rule] = {
     "MAX_DOCUMENTS_PER_CONNECTION": whole(0, "documents; 0 for no limit"),
     "MAX_CONNECTIONS_PER_USER": whole(0, "connections; 0 for no limit"),
     "HISTORY_RETENTION": RETENTION,
+    "METRICS_TOKEN": Rule(
+        "None (metrics are not served) or a token of at least 16 characters (str)",
+        lambda v: v is None or (isinstance(v, str) and len(v) >= 16),
+    ),
 }
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from . import groups, logs
+from . import groups, logs, metrics
 from .exceptions import (
     DocSyncError,
     InvalidValue,
@@ -85,6 +85,7 @@ class DocSyncConsumer(SubscriptionConsumer):
             # Closing the transport (not CONNECT_ERROR, after which the official
             # client gives up) makes clients reconnect until storage is back.
             self.refused = exc.message
+            metrics.refused(exc.message)
             await self.server.emit("client_disconnect", _refused_event(auth, exc.message))
             self.request_end(exc.message, code=1013)
             return
@@ -99,6 +100,7 @@ class DocSyncConsumer(SubscriptionConsumer):
         self.user_group = groups.user_group(identity.user_pk)
         await self.layer_group_add(self.user_group)
         await self.accept_namespace(new_sid())
+        metrics.connected()
         await self.emit("identity", {"userId": identity.user_id})
         await self.server.emit(
             "client_connect", identity.event(context=identity.context), user=identity.user
@@ -125,6 +127,7 @@ class DocSyncConsumer(SubscriptionConsumer):
 
     async def _refuse_connect(self, auth: Any, message: str) -> None:
         self.refused = message
+        metrics.refused(message)
         await self.refuse_namespace(message)
         await self.server.emit("client_disconnect", _refused_event(auth, message))
 
@@ -158,6 +161,7 @@ class DocSyncConsumer(SubscriptionConsumer):
                 logger.exception("docsync: leaving %r on %s failed", doc_id, reason)
         self.server.remove_user_connection(identity.user_id)
         self.identity = None
+        metrics.disconnected()
         for task in self.held_answers:
             task.cancel()
         if self.user_group is not None:
@@ -184,6 +188,7 @@ class DocSyncConsumer(SubscriptionConsumer):
             self._request_failed(name, arg, exc)
             error = None  # answered as an internal error, never with its text
         else:
+            metrics.request(name, "ok")
             if doc_id is not None:
                 self.backoff.succeeded(doc_id)
             return
@@ -240,6 +245,7 @@ class DocSyncConsumer(SubscriptionConsumer):
                 document = await self._signal_document(doc_id)
                 members = await self._subscribe(doc_id, document)
             await self.ack(ack_id, {"data": outcome.as_wire(doc_id)})
+            metrics.synced(time.perf_counter() - started, len(req.operations))
             if req.operations:
                 members = await self._dirty(doc_id, members)
         self.server.maybe_squash(doc_id, outcome.pending)
@@ -325,6 +331,7 @@ class DocSyncConsumer(SubscriptionConsumer):
 
         Not for an outage: ``docsync.outage`` logs it once each way.
         """
+        metrics.request_failed(name if name in self.handlers else "unknown", exc)
         if isinstance(exc, StorageUnavailable):
             return
         logs.request_failed(

@@ -25,6 +25,8 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 #: Re-add a group this often (seconds) while the connection is active in it.
@@ -41,6 +43,7 @@ class _Outage:
 
     @classmethod
     def failed(cls, action: str, exc: Exception) -> None:
+        metrics.channel_layer_failed(action)
         if not cls.down:
             cls.down = True
             logger.error(

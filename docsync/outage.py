@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from . import metrics
 from .exceptions import StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def guarded(func: Any, *args: Any) -> Any:
     except Exception as exc:
         if connection_lost(exc):
             raise StorageUnavailable() from exc
+        metrics.database_error(exc)
         raise
 
 
@@ -74,6 +76,7 @@ class StorageOutage:
     def failed(cls, exc: StorageUnavailable) -> None:
         """A request found the storage unreachable (logged on the first)."""
         cls.refused += 1
+        metrics.database_unavailable()
         if cls.down_since is not None:
             return
         cls.down_since = time.monotonic()

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from . import groups
+from . import groups, metrics
 from .state import BaseState, Member, has_collaborators
 
 T = TypeVar("T")
@@ -116,6 +116,7 @@ class RedisState(BaseState):
     # -- health --------------------------------------------------------------
 
     def _failed(self, exc: Exception) -> None:
+        metrics.REDIS_ERRORS.inc()
         if self._healthy:
             logger.error(
                 "docsync: Redis at %s is unavailable (%s); syncing goes on, cross-process "

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import metrics
 from .bindings.base import BaseBinding, BindingRegistry, load_binding
 from .conf import docsync_settings
 from .exceptions import AuthenticationFailed, PermissionDenied
@@ -368,8 +369,10 @@ class DocSyncServer(Listeners):
         it was, logged once, and tried again only after another threshold's
         worth of batches (not on every sync)."""
         try:
-            await hop(False, squash_document, self.provider, self.bindings, doc_id)
+            with metrics.SQUASH_SECONDS.time():
+                await hop(False, squash_document, self.provider, self.bindings, doc_id)
         except Exception as exc:
+            metrics.SQUASH_FAILURES.inc()
             if doc_id not in self._squash_failed:
                 logger.warning(
                     "docsync: squashing %r failed, the log is kept: %s: %s",

@@ -16,7 +16,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from . import groups
+from . import groups, metrics
 from .exceptions import StorageUnavailable
 from .grants import Grants
 from .identity import Identity
@@ -69,6 +69,7 @@ class SubscriptionConsumer(SocketIOConsumer):
         presence = await self.server.state.get_presence(doc_id)
         if presence:
             await self.emit("presence", {"docId": doc_id, "presence": presence})
+            metrics.sent("presence")
         await self._collaboration(doc_id, members)
         return members
 
@@ -150,10 +151,12 @@ class SubscriptionConsumer(SocketIOConsumer):
             and message["device"] != self.identity.device_id
         ):
             await self.emit("dirty", {"docId": message["doc"]})
+            metrics.sent("dirty")
 
     async def docsync_presence(self, message: dict[str, Any]) -> None:
         if message["skip"] != self.channel_name and message["doc"] in self.docs:
             await self.emit("presence", {"docId": message["doc"], "presence": message["presence"]})
+            metrics.sent("presence")
 
     async def docsync_collaboration(self, message: dict[str, Any]) -> None:
         if message["skip"] != self.channel_name and message["doc"] in self.docs:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from . import metrics
 from .conf import docsync_settings
 
 #: Keys a throttle keeps at most; the oldest are forgotten beyond this.
@@ -92,6 +93,7 @@ class KeyedThrottle:
         users[0] += 1
         try:
             async with lock:
+                metrics.slowed_down(self.setting)
                 await asyncio.sleep(delay)
                 yield
         finally:
@@ -120,6 +122,7 @@ class Backoff:
             self._counts.popitem(last=False)
         if count == 1 or self.base <= 0:
             return 0.0
+        metrics.slowed_down("REFUSAL_BACKOFF")
         return float(min(self.base * 2 ** min(count - 2, 30), self.cap))
 
     def succeeded(self, doc_id: str) -> None:

@@ -49,6 +49,7 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import metrics
 from . import protocol as p
 from .default import get_default_server
 from .fanout import FanOutMixin
@@ -161,6 +162,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         eio, transport = query.get("EIO", [""])[0], query.get("transport", [""])[0]
         if eio != "4" or transport != "websocket":
             logger.info("docsync: refused EIO=%r transport=%r", eio, transport)
+            metrics.refused("unsupported_protocol")
             await self._close(
                 1002,
                 reason=f"Unsupported protocol: EIO={eio or '?'} transport={transport or '?'}; "

@@ -100,6 +100,8 @@ DOCSYNC = {
             "options": {"doc_type": "doc", "nodes": {"doc": {}, "p": {"text": {"kind": "string"}}}},
         },
     },
+    # The bearer token Prometheus sends to /metrics (docs/metrics.md); unset: 403.
+    "METRICS_TOKEN": os.environ.get("DOCSYNC_METRICS_TOKEN") or None,
 }
 
 REST_FRAMEWORK = {

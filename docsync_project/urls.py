@@ -1,8 +1,11 @@
 """URLs of the example project: the landing page and docs, the admin, sign-in,
-docsync's REST API, and its HTTP route (the long-polling refusal)."""
+docsync's REST API, its HTTP routes (the long-polling refusal, health probes)
+and its Prometheus metrics (served with DOCSYNC_METRICS_TOKEN set)."""
 
 from django.contrib import admin
 from django.urls import include, path
+
+import docsync.views
 
 from . import views
 
@@ -15,4 +18,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/docsync/", include("docsync.rest.urls")),
     path("", include("docsync.urls")),
+    path("metrics", docsync.views.metrics),
 ]
