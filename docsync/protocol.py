@@ -233,7 +233,12 @@ def decode_packet(text: str, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Pack
     if not text or text[0] not in "0123456":
         raise ProtocolError(f"Unknown Socket.IO packet type {text[:1]!r}")
     try:
-        return _client_packet(max_depth)(encoded_packet=text)
+        packet = _client_packet(max_depth)(encoded_packet=text)
+        if packet.attachment_count:
+            # Putting the attachments in place recurses through the data:
+            # refuse it too deep before, as every value is refused later.
+            payload.check_depth(packet.data, max_depth)
+        return packet
     except InvalidValue as exc:
         if text[0] in "25" and exc.path[:1] == (1,):  # ["name", argument]
             raise exc.relative_to((1,)) from None

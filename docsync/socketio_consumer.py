@@ -22,7 +22,10 @@ from .transport import EngineIOConsumer
 
 logger = logging.getLogger(__name__)
 
-_ACK_ID = re.compile(r"^[25](?:\d+-)?(?:/[^,]*,)?(\d+)")
+# The ack id of a packet that could not be decoded, to answer it with the
+# error. At most 15 digits (what a JavaScript client can count to): a longer
+# run is no ack id of a client's, and int() refuses over 4,300 digits.
+_ACK_ID = re.compile(r"^[25](?:\d+-)?(?:/[^,]*,)?(\d{1,15})(?!\d)")
 
 
 class SocketIOConsumer(EngineIOConsumer):

@@ -608,6 +608,34 @@ async def test_bad_binary_placeholder_answered(app, num):
     await alice.close()
 
 
+async def test_binary_packet_nested_too_deep_is_answered_not_recursed(app):
+    """Putting attachments in place recurses through the data: 500 levels
+    (past the interpreter's recursion limit) are refused before that."""
+    alice = await connected(app, "alice")
+    deep = "[" * 500 + dumps({"_placeholder": True, "num": 0}) + "]" * 500
+    await alice.send('451-7["sync",{"type":"doc","docId":"d","clock":0,"operations":' + deep + "}]")
+    await alice.send_bytes(b"\x01")
+    prefix, body = await alice.recv_json()
+    assert prefix == "437" and body[0]["error"]["type"] == "ValidationError"
+    assert "nested too deeply" in body[0]["error"]["message"], body
+    await alice.send(sync(8, snapshot=SNAP))  # still connected
+    assert await alice.recv() == collab(False)
+    await alice.close()
+
+
+async def test_a_malformed_packet_with_a_huge_ack_id_is_dropped(app, caplog):
+    """int() refuses over 4,300 digits: no ack id of a client's is that long."""
+    alice = await connected(app, "alice")
+    await alice.send("42" + "9" * 5000 + '["sync",')
+    await alice.send("42" + "9" * 16 + '["sync",')
+    assert await alice.nothing()
+    await alice.send(sync(1, snapshot=SNAP))  # still connected
+    assert await alice.recv() == collab(False)
+    assert await alice.recv() == data(1)
+    assert "Traceback" not in caplog.text and "failed; closing" not in caplog.text
+    await alice.close()
+
+
 async def test_attachments_count_towards_max_payload():
     server = DocSyncServer(
         authenticate=token_authenticate, authorize=lambda e: True, max_payload=2000
