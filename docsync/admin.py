@@ -516,3 +516,6 @@ class OperationBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="operations")
     def rendered_operations(self, batch: OperationBatch) -> str:
         return _pre(_render_batch(batch, RENDER_LIMIT, RENDER_LIMIT))
+
+
+from .webhooks import admin as _webhooks_admin  # noqa: E402, F401  (registers its models)

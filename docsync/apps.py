@@ -19,6 +19,7 @@ class DocSyncConfig(AppConfig):
             consumers,  # noqa: F401  (for the deprecated DocSyncServer.as_asgi())
         )
         from .revocation import connect_receivers
+        from .webhooks import checks as _webhook_checks  # noqa: F401
 
         connect_receivers()
 

@@ -123,6 +123,29 @@ DEFAULTS: dict[str, Any] = {
     # The bearer token a scrape of docsync.views.metrics must send
     # (Authorization: Bearer ...); None: the view refuses every scrape.
     "METRICS_TOKEN": None,
+    # Webhooks (docs/webhooks.md): the receivers, each {"url", "secret"} and
+    # optionally "name" and "events"; more can be added in the admin.
+    "WEBHOOKS": [],
+    # A document.changed goes out once a document has had no change for
+    # WEBHOOK_QUIET seconds, or WEBHOOK_MAX_DELAY seconds after the first
+    # change it announces if it never goes quiet.
+    "WEBHOOK_QUIET": 2.0,
+    "WEBHOOK_MAX_DELAY": 30.0,
+    # Seconds one delivery may take; failed ones are tried again after
+    # WEBHOOK_RETRY_DELAY seconds, doubling up to WEBHOOK_RETRY_MAX_DELAY,
+    # and given up (status "failed") after WEBHOOK_MAX_ATTEMPTS attempts.
+    "WEBHOOK_TIMEOUT": 10.0,
+    "WEBHOOK_RETRY_DELAY": 1.0,
+    "WEBHOOK_RETRY_MAX_DELAY": 600.0,
+    "WEBHOOK_MAX_ATTEMPTS": 20,
+    # Deliveries sent at once per process; seconds between the pump's rounds
+    # when nothing is due; seconds between sweeps for unannounced changes.
+    "WEBHOOK_CONCURRENCY": 8,
+    "WEBHOOK_POLL_INTERVAL": 0.5,
+    "WEBHOOK_SWEEP_INTERVAL": 60.0,
+    # Whether server processes send deliveries and sweep themselves (False:
+    # only ``manage.py docsync_webhooks`` does; servers still write events).
+    "WEBHOOK_IN_SERVER": True,
 }
 
 IMPORT_STRINGS = {"PROVIDER", "AUTHENTICATE", "AUTHORIZE", "STATE_BACKEND", "SERVER"}
@@ -261,6 +284,26 @@ RULES: dict[str, Rule] = {
         "None (metrics are not served) or a token of at least 16 characters (str)",
         lambda v: v is None or (isinstance(v, str) and len(v) >= 16),
     ),
+    "WEBHOOKS": Rule(
+        "a list of receivers, each a dict with 'url' and 'secret' (checked in full by "
+        "docsync.E020)",
+        lambda v: isinstance(v, list | tuple) and all(isinstance(e, dict) for e in v),
+    ),
+    "WEBHOOK_QUIET": number(0, "seconds"),
+    "WEBHOOK_MAX_DELAY": number(0, "seconds"),
+    "WEBHOOK_TIMEOUT": Rule(
+        "a number of seconds > 0",
+        lambda v: (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        ),
+    ),
+    "WEBHOOK_RETRY_DELAY": number(0, "seconds"),
+    "WEBHOOK_RETRY_MAX_DELAY": number(0, "seconds"),
+    "WEBHOOK_MAX_ATTEMPTS": whole(1, "attempts"),
+    "WEBHOOK_CONCURRENCY": whole(1, "deliveries"),
+    "WEBHOOK_POLL_INTERVAL": number(0.01, "seconds"),
+    "WEBHOOK_SWEEP_INTERVAL": number(0.01, "seconds"),
+    "WEBHOOK_IN_SERVER": BOOLEAN,
 }
 
 

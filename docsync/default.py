@@ -20,6 +20,7 @@ from .providers.base import BaseProvider
 from .providers.orm import ORMProvider
 from .server import DocSyncServer
 from .state import BaseState, InProcessState
+from .webhooks.pump import attach as attach_webhooks
 
 _server: DocSyncServer | None = None
 
@@ -75,13 +76,15 @@ def _build_server() -> DocSyncServer:
         )
         return cast(DocSyncServer, server)  # docsync.checks reports any other object
     state = _instance(s.STATE_BACKEND or _default_state_backend(), s.STATE_OPTIONS)
-    return DocSyncServer(
+    server = DocSyncServer(
         doc_binding=get_binding_registry(),
         provider=_instance(s.PROVIDER, s.PROVIDER_OPTIONS),
         authenticate=s.AUTHENTICATE,
         authorize=s.AUTHORIZE,
         state=state,
     )
+    attach_webhooks(server)
+    return server
 
 
 def _instance(spec: Any, options: dict[str, Any] | None) -> Any:

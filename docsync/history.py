@@ -34,7 +34,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from . import signals
+from . import signals, webhooks
 from .bindings.base import BindingRegistry
 from .exceptions import DocumentDeleted, DocumentNotFound, HistoryUnavailable, InvalidValue
 from .groups import dirty, doc_group
@@ -184,6 +184,9 @@ def restore_document(
         tx.save_serialized_doc(state, new_clock, origin)
         tx.save_version(state, new_clock, kind="restore", origin=origin, restored_from=clock)
         tx.record_squash_failure(None)
+        webhooks.restored_on(
+            provider, doc_id, clock=new_clock, restored_from=clock, user_id=user_id
+        )
     restored = Restored(doc_id, clock, new_clock, user_id)
     after_commit(provider, lambda: _after_restore(provider, restored, user))
     return restored

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -439,3 +440,103 @@ class DocumentVersion(models.Model):
     def get_snapshot(self) -> Any:
         """The version's snapshot as the binding stored it."""
         return decode_snapshot(self.snapshot_format, self.snapshot)
+
+
+# -- webhooks (docsync.webhooks) ---------------------------------------------
+#
+# WebhookDelivery is the outbox: one row per event and receiver, written in
+# the transaction that decides the event. WebhookCursor remembers, per
+# document, the clock and the deleted state the last event told receivers
+# about: an event is due whenever the document's row (written in the same
+# transaction as every change) is ahead of its cursor, so a change committed
+# just before a crash still gets its event.
+
+#: The events a webhook receiver may ask for.
+WEBHOOK_EVENTS = (
+    "document.changed",
+    "document.deleted",
+    "document.restored",
+    "client.connected",
+    "client.disconnected",
+)
+
+
+class WebhookReceiver(models.Model):
+    """A receiver configured in the admin (those of ``DOCSYNC["WEBHOOKS"]`` have no row)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(
+        max_length=200, help_text="Shared with the receiver, which checks the signature with it."
+    )
+    events = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Event types, separated by spaces or commas; empty for every event: "
+        + ", ".join(WEBHOOK_EVENTS),
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "webhook receiver"
+        verbose_name_plural = "webhook receivers"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    """Where one delivery stands."""
+
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one receiver: the outbox row, and what became of it."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, db_index=True)
+    event_type = models.CharField(max_length=40)
+    doc_id = DocIdField("document id", max_length=255, blank=True)
+    #: The exact request body (JSON): the same bytes on every attempt.
+    body = models.TextField()
+    #: ``settings:<name>`` or ``admin:<pk>``: looked up again at each attempt.
+    receiver = models.CharField(max_length=2100)
+    url = models.URLField(max_length=2000, help_text="Where it went when it was written.")
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True, default="")
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="docsync_webhook_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} to {self.receiver}"
+
+
+class WebhookCursor(models.Model):
+    """What receivers were last told about one document."""
+
+    document = models.OneToOneField(
+        Document, on_delete=models.CASCADE, primary_key=True, related_name="webhook_cursor"
+    )
+    clock = models.BigIntegerField(default=0)
+    deleted = models.BooleanField(default=False)
+    notified_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "webhook cursor"
+        verbose_name_plural = "webhook cursors"
+
+    def __str__(self) -> str:
+        return f"{self.document_id} at clock {self.clock}"

@@ -33,6 +33,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from .. import changes
 from ..exceptions import StorageError, StorageUnavailable
 from ..models import ClientCommit as CommitRow
 from ..models import (
@@ -427,6 +428,8 @@ class ORMProvider(BaseProvider):
                 tx.lock()
                 yield tx
                 tx.flush()
+                if tx.dirty & {"latest_clock", "deleted_at"}:
+                    changes.note(self.using, doc_id)  # for webhooks; once committed
         except DatabaseError as exc:
             if connection_lost(exc):
                 raise StorageUnavailable() from exc  # logged once by docsync.outage

@@ -48,6 +48,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, connections
 
+from .. import changes
 from ..exceptions import StorageError, StorageUnavailable
 from ..models import decode_operations, decode_snapshot, encode_operations
 from ..outage import connection_lost
@@ -284,6 +285,7 @@ class PostgresProvider(ORMProvider):
                 prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             )
             rows = self._write(params)
+            changes.note(self.using, req.doc_id)  # for webhooks (committed once it returns)
         else:
             params = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
             rows = self._execute(READ_SQL, params, req.doc_id)
