@@ -98,6 +98,10 @@ DEFAULTS: dict[str, Any] = {
     # alias in DATABASES), and the seconds each probe may take.
     "HEALTH_DATABASES": None,
     "HEALTH_TIMEOUT": 2.0,
+    # Draining on SIGTERM (docsync.lifespan.GracefulDrain): the seconds over
+    # which this process's transports are dropped, one after the other, so
+    # that their clients reconnect elsewhere a few at a time.
+    "DRAIN_WINDOW": 10.0,
     # The same refusal of the same document, again and again (a tab retrying
     # a deleted document): the 2nd answer waits REFUSAL_BACKOFF seconds, each
     # next one twice as long, up to REFUSAL_BACKOFF_MAX (under the official
@@ -272,6 +276,7 @@ RULES: dict[str, Rule] = {
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
         ),
     ),
+    "DRAIN_WINDOW": number(0, "seconds; 0 drops every transport at once"),
     "REFUSAL_BACKOFF": number(0, "seconds; 0 never backs off"),
     "REFUSAL_BACKOFF_MAX": number(0, "seconds"),
     "CONNECT_FAILURE_BURST": whole(0, "failed CONNECTs"),

@@ -55,6 +55,11 @@ def orm_provider_for(using: str) -> ORMProvider:
     return ORMProvider(using=using)
 
 
+def built_default_server() -> DocSyncServer | None:
+    """The default server if something built it already (never builds one)."""
+    return _server
+
+
 def default_server_draining() -> bool:
     """Whether this process's default server has begun closing (never builds one)."""
     return _server is not None and _server.draining

@@ -408,6 +408,20 @@ class DocSyncServer(Listeners):
         """Number of connections this process serves."""
         return len(self._connections)
 
+    def open_connections(self) -> list[Connection]:
+        """The connections this process serves (``docsync.drain`` ends them)."""
+        return list(self._connections)
+
+    @property
+    def background_tasks(self) -> int:
+        """Background tasks (squashes) still running."""
+        return len(self._tasks)
+
+    async def wait_background(self) -> None:
+        """Wait for the background tasks (squashes), those they start too."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     @property
     def max_documents(self) -> int:
         """Documents one connection may have open (``MAX_DOCUMENTS_PER_CONNECTION``)."""

@@ -99,6 +99,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._writer: asyncio.Task[Any] | None = None  # the task inside base_send
         self._abandoned = False
         self._reader: asyncio.Task[None] | None = None
+        self._end_when_idle: tuple[str, int] | None = None  # drop(): after this request
 
     # -- Channels plumbing ---------------------------------------------------
 
@@ -148,6 +149,8 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             self.request_end("transport error")
         finally:
             self._busy = False
+        if self._end_when_idle is not None:
+            self.request_end(*self._end_when_idle)
         if self._end_reason is not None:
             await self._terminate()
             raise StopConsumer()
@@ -157,6 +160,12 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self.pong = asyncio.Event()
         self.heartbeat: asyncio.Task[None] | None = None
         self.connect_deadline: asyncio.TimerHandle | None = None
+        if self.server.draining:
+            # This process is going away (docsync.drain): HTTP 403, the client
+            # tries again, on another process behind the load balancer.
+            self.closing = True
+            await self.close()
+            return
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         await self.accept()
         eio, transport = query.get("EIO", [""])[0], query.get("transport", [""])[0]
@@ -420,6 +429,21 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             await asyncio.wait_for(self._ended.wait(), 5 + CLOSE_TIMEOUT)
         except TimeoutError:
             logger.warning("docsync: %s did not end within 6 s", self.sid)
+
+    async def drop(self, reason: str, code: int = 1000) -> None:
+        """Drop the transport once the request being handled is answered (a drain).
+
+        Unlike :meth:`shutdown`, that answer still goes out, so the client
+        learns that what it sent was stored. Returns once the connection ended.
+        """
+        if self._busy:
+            self._end_when_idle = (reason, code)
+        else:
+            self.request_end(reason, code)
+        try:
+            await asyncio.wait_for(self._ended.wait(), 5 + CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("docsync: %s did not end within 6 s", self._sid_or_new())
 
     async def _terminate(self, stop: bool = False) -> None:
         """Clean up once, close the socket (bounded), and stop the consumer."""
