@@ -24,5 +24,5 @@ class DocSyncConfig(AppConfig):
         connect_receivers()
 
 
-# The 0.2 spelling, still importable.
+# The 0.1 spelling, still importable.
 __getattr__ = deprecated_names("docsync.apps", {"DocsyncConfig": ("DocSyncConfig", DocSyncConfig)})

@@ -13,7 +13,7 @@ the key, the value and the fix instead of a ``TypeError`` on a connection.
 
 A setting naming a class with options is written one way throughout:
 a dotted path, or ``{"class": "dotted.path", "options": {...}}`` (``PROVIDER``,
-``STATE_BACKEND``, each binding). The 0.2 spellings ``PROVIDER_OPTIONS`` and
+``STATE_BACKEND``, each binding). The 0.1 spellings ``PROVIDER_OPTIONS`` and
 ``STATE_OPTIONS`` still work, with a ``DeprecationWarning``.
 
 This module imports nothing of docsync: what caches an object built from
@@ -439,7 +439,7 @@ docsync_settings = DocSyncSettings()
 
 
 def __getattr__(name: str) -> Any:
-    # The 0.2 spelling (conf imports nothing of docsync: no shared helper here).
+    # The 0.1 spelling (conf imports nothing of docsync: no shared helper here).
     if name != "DocsyncSettings":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     warnings.warn(

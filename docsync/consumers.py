@@ -42,7 +42,7 @@ from .transport import new_sid
 
 logger = logging.getLogger(__name__)
 
-#: Kept importable here (0.2); the group names live in ``docsync.groups``.
+#: Kept importable here (0.1); the group names live in ``docsync.groups``.
 doc_group = groups.doc_group
 
 

@@ -139,7 +139,7 @@ class StorageUnavailable(StorageError):
     default_message = "Storage is unavailable; try again shortly."
 
 
-# The 0.2 spelling, still importable.
+# The 0.1 spelling, still importable.
 __getattr__ = deprecated_names(
     "docsync.exceptions", {"DocsyncError": ("DocSyncError", DocSyncError)}
 )

@@ -37,7 +37,7 @@ from .state import BaseState, InProcessState
 from .sync import OwnerChanged, SyncOutcome, sync_document
 from .throttle import KeyedThrottle
 
-# Grants, Event and nonblocking were defined here in 0.2: still importable.
+# Grants, Event and nonblocking were defined here in 0.1: still importable.
 __all__ = ["Connection", "DocSyncServer", "Event", "Grants", "nonblocking"]
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """What the settings describe is built once (``docsync.default``), and every
 part of the app gets the same server, provider and bindings from there.
 
-Also: the one way of writing a class with options, and the 0.2 names that
+Also: the one way of writing a class with options, and the 0.1 names that
 still work with a deprecation warning.
 """
 
