@@ -241,7 +241,12 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
 
     async def _write(self, message: dict[str, Any], size: int) -> None:
         self._sent += size
-        self._writer = writer = asyncio.current_task()
+        writer = asyncio.current_task()
+        # Only the handler's send is one request_end() may abandon: a ping
+        # sent meanwhile (the heartbeat's task) must not hide it.
+        handler = writer is not None and writer is self._task
+        if handler:
+            self._writer = writer
         try:
             await self.base_send(message)  # type: ignore[arg-type]  # an ASGI send event
         except asyncio.CancelledError:
@@ -256,7 +261,8 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             logger.debug("docsync: send to %s failed: %r", self._sid_or_new(), exc)
             self.request_end("transport close")
         finally:
-            self._writer = None
+            if handler:
+                self._writer = None
 
     async def _write_timed(self, message: dict[str, Any], size: int) -> None:
         """A send outside the handler's task (pings): blocked ``PING_TIMEOUT``, it ends."""
