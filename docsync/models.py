@@ -190,7 +190,23 @@ class Document(models.Model):
         return doc
 
 
-class OperationBatch(models.Model):
+class BatchMethods:
+    """What a stored batch offers, in the log and in history alike."""
+
+    document_id: Any
+    clock: int
+    operations: Any
+    operations_format: str
+
+    def __str__(self) -> str:
+        return f"{self.document_id}@{self.clock}"
+
+    def get_operations(self) -> list[Any]:
+        """The batch's list of operations values."""
+        return decode_operations(self.operations_format, self.operations)
+
+
+class OperationBatch(BatchMethods, models.Model):
     """One batch of operations a client sent, at its place in the document."""
 
     # No index of its own: the unique (document, clock) index starts with it
@@ -220,13 +236,6 @@ class OperationBatch(models.Model):
                 fields=["document", "clock"], name="docsync_batch_document_clock"
             )
         ]
-
-    def __str__(self) -> str:
-        return f"{self.document_id}@{self.clock}"
-
-    def get_operations(self) -> list[Any]:
-        """The batch's list of operations values."""
-        return decode_operations(self.operations_format, self.operations)
 
 
 class ClientCommit(models.Model):
@@ -353,7 +362,7 @@ class HistoryKind(models.TextChoices):
     RESTORE = "restore", "restore"
 
 
-class HistoryBatch(models.Model):
+class HistoryBatch(BatchMethods, models.Model):
     """A batch squashing folded into the snapshot, kept as history.
 
     The same columns as :class:`OperationBatch`: the squash moves its rows
@@ -387,13 +396,6 @@ class HistoryBatch(models.Model):
                 fields=["document", "clock"], name="docsync_history_document_clock"
             )
         ]
-
-    def __str__(self) -> str:
-        return f"{self.document_id}@{self.clock}"
-
-    def get_operations(self) -> list[Any]:
-        """The batch's list of operations values."""
-        return decode_operations(self.operations_format, self.operations)
 
 
 class DocumentVersion(models.Model):
