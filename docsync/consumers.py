@@ -212,6 +212,7 @@ class DocSyncConsumer(SubscriptionConsumer):
             await self._sync_event(_raw_sync(data), started, error=exc)
             raise
         doc_id = req.doc_id
+        self.syncing(doc_id)
         limit = self.server.max_documents
         if limit and doc_id not in self.docs and len(self.docs) >= limit:
             too_many = ValidationError(
