@@ -212,7 +212,6 @@ class DocSyncConsumer(SubscriptionConsumer):
             await self._sync_event(_raw_sync(data), started, error=exc)
             raise
         doc_id = req.doc_id
-        self.syncing(doc_id)
         limit = self.server.max_documents
         if limit and doc_id not in self.docs and len(self.docs) >= limit:
             too_many = ValidationError(
@@ -222,8 +221,14 @@ class DocSyncConsumer(SubscriptionConsumer):
             await self._sync_event(req.as_wire(), started, error=too_many)
             raise too_many
         # Requests for one document queue up in this process, except pulls on a
-        # provider whose reads take no lock (a pull never waits for writers).
-        unlocked = not req.operations and getattr(self.server.provider, "unlocked_reads", False)
+        # provider whose reads take no lock (a pull never waits for writers)
+        # and writes on one whose writes are atomic in the database (they
+        # share a group commit instead of waiting for each other here).
+        provider = self.server.provider
+        if req.operations:
+            unlocked = getattr(provider, "atomic_writes", False)
+        else:
+            unlocked = getattr(provider, "unlocked_reads", False)
         group = groups.doc_group(doc_id)
         async with contextlib.nullcontext() if unlocked else self.server.doc_lock(doc_id):
             first = doc_id not in self.docs
@@ -233,7 +238,9 @@ class DocSyncConsumer(SubscriptionConsumer):
             else:
                 await self.layer_group_refresh(group)
             try:
-                outcome = await self.server.sync(req, self._identity(), self.grants)
+                outcome = await self.server.sync(
+                    req, self._identity(), self.grants, subscribed=not first
+                )
             except Exception as exc:
                 self.grants.forget(doc_id)
                 if first:
@@ -248,7 +255,7 @@ class DocSyncConsumer(SubscriptionConsumer):
             await self.ack(ack_id, {"data": outcome.as_wire(doc_id)})
             metrics.synced(time.perf_counter() - started, len(req.operations))
             if req.operations:
-                members = await self._dirty(doc_id, members)
+                members = await self._dirty(doc_id, members, outcome.clock)
         self.server.maybe_squash(doc_id, outcome.pending)
         await self._sync_event(
             req.as_wire(), started, outcome=outcome, members=members, document=document

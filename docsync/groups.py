@@ -40,13 +40,16 @@ def session_hash(session_key: str) -> str:
     return hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
-def dirty(doc_id: str, device: str = "") -> dict[str, Any]:
+def dirty(doc_id: str, device: str = "", clock: int | None = None) -> dict[str, Any]:
     """``doc_id`` changed: its subscribers resync.
 
     Connections of ``device`` skip it (they sent the change); ``""`` is no
     client's device, so every subscriber hears a change made on the server.
+    ``clock``: the document's clock after a sync's write (``None`` for other
+    changes), which tells every process that its memory of the document's
+    newest batches is behind (``docsync.providers.tail``).
     """
-    return {"type": DIRTY, "doc": doc_id, "device": device}
+    return {"type": DIRTY, "doc": doc_id, "device": device, "clock": clock}
 
 
 def presence(doc_id: str, changes: dict[str, Any], skip: str = "") -> dict[str, Any]:

@@ -96,13 +96,19 @@ class DocumentPermissions:
         deactivated, document made private) clear it. ``("owner", pk)`` when
         the user owns the document and ``DocumentPermissionBackend`` grants
         owners everything: each write checks the owner on the row it locks.
-        Other writes (a share's role could be lowered without a signal) are
-        decided every time. Return ``None`` to remember nothing.
+        ``("share", pk)`` when the user may write by a share (to them or a
+        group of theirs) and ``("open", pk)`` when by ``OPEN_DOCUMENTS`` (the
+        document is shared with nobody): a provider that can (``PostgresProvider``)
+        checks that this still holds in the write's own transaction, since a
+        share's role can be lowered without a signal; with other providers
+        such writes are decided every time. Return ``None`` to remember nothing.
         """
         if _owns(user, document) and _owners_may_do_everything():
             return ("owner", str(user.pk))
         if perm == self.view_permission:
             return "view"
+        if perm == self.change_permission and _owners_may_do_everything():
+            return _write_grant(user, document)
         return None
 
     def _can_view(self, user: Any, document: Any) -> bool:
@@ -174,6 +180,21 @@ def load_document(provider: Any, doc_id: str) -> Any | None:
 def _owns(user: Any, document: Any) -> bool:
     owner_id = getattr(document, "owner_id", None)
     return owner_id is not None and str(owner_id) == str(user.pk)
+
+
+def _write_grant(user: Any, document: Any) -> Any:
+    """``("share", pk)`` / ``("open", pk)``: why a non-owner may write (see ``grant``)."""
+    from .backends import DocumentPermissionBackend, _is_private, _open_documents
+    from .models import ROLE_PERMISSIONS, Document
+
+    if not isinstance(document, Document) or document.pk is None:
+        return None
+    roles = DocumentPermissionBackend()._roles(user, document)
+    if any("change_document" in ROLE_PERMISSIONS.get(role, ()) for role in roles):
+        return ("share", str(user.pk))
+    if not roles and _open_documents() and not _is_private(document):
+        return ("open", str(user.pk))
+    return None
 
 
 def _owners_may_do_everything() -> bool:

@@ -34,7 +34,7 @@ from .providers.base import BaseProvider
 from .requests import DocRequest, SyncRequest
 from .squash import squash_document
 from .state import BaseState, InProcessState
-from .sync import OwnerChanged, SyncOutcome, sync_document
+from .sync import OwnerChanged, SyncOutcome, cached_pull, sync_document, sync_write
 from .throttle import KeyedThrottle
 
 # Grants, Event and nonblocking were defined here in 0.1: still importable.
@@ -63,6 +63,13 @@ class _SharedPull:
     def __init__(self) -> None:
         self.future: asyncio.Future[SyncOutcome] = asyncio.get_running_loop().create_future()
         self.started = False
+
+
+def _write_checks(grant: tuple[str, str]) -> tuple[str | None, tuple[str, str] | None]:
+    """What a write allowed by ``grant`` has the provider check: ``(owner, grant)``."""
+    if grant[0] == "owner":
+        return grant[1], None
+    return None, grant
 
 
 def _as_registry(doc_binding: Any) -> BindingRegistry:
@@ -146,6 +153,12 @@ class DocSyncServer(Listeners):
         self._check_inline = is_nonblocking(self.authorize)
         self._inline = self._check_inline and not getattr(self.provider, "blocking", True)
         self._shares_pulls = getattr(self.provider, "unlocked_reads", False) and not self._inline
+        # Pulls of busy documents answered from memory (PostgresProvider's tails).
+        self._cached_pulls = hasattr(self.provider, "cached_pull")
+        # Writes join the provider's group commit from the event loop (PostgresProvider).
+        self._async_writes = bool(getattr(self.provider, "atomic_writes", False)) and hasattr(
+            self.provider, "sync_write"
+        )
 
     # -- authorization -------------------------------------------------------
 
@@ -221,9 +234,9 @@ class DocSyncServer(Listeners):
         Returns the outcome and the grant to remember (``False``: forget the
         one held, the document changed owner).
         """
-        expect_new, owner, new_grant = False, None, None
+        expect_new, owner, condition, new_grant = False, None, None, None
         if isinstance(grant, tuple) and not reads("sync", req.as_wire()):
-            owner = grant[1]  # allowed as the owner: the write checks the row
+            owner, condition = _write_checks(grant)  # the write checks the row
         elif grant is None and not authorized:
             event = self._authorize("sync", req.as_wire(), identity)
             # Allowed to create a document found missing: if it exists once
@@ -239,20 +252,37 @@ class DocSyncServer(Listeners):
                 self.bindings,
                 expect_new=expect_new,
                 owner=owner,
+                grant=condition,
                 max_depth=self.max_json_depth,
             )
         except OwnerChanged:
             outcome, new_grant = self._sync_hop(req, identity, authorized, None)
-            return outcome, new_grant or False
-        return outcome, new_grant
+            return outcome, self._kept(new_grant) or False
+        return outcome, self._kept(new_grant)
+
+    def _kept(self, grant: Any) -> Any:
+        """``grant``, unless it allows writes the provider cannot check (then ``None``)."""
+        if isinstance(grant, tuple) and grant[0] not in self.provider.verified_grants:
+            return None
+        return grant
 
     async def sync(
-        self, req: SyncRequest, identity: Identity, grants: Grants | None = None
+        self,
+        req: SyncRequest,
+        identity: Identity,
+        grants: Grants | None = None,
+        *,
+        subscribed: bool = False,
     ) -> SyncOutcome:
         """Authorize and run a sync in one database hop.
 
         With ``grants`` (the connection's), what ``authorize`` allowed before
-        is not asked again (see :class:`Grants`).
+        is not asked again (see :class:`Grants`). ``subscribed``: the
+        connection has been hearing the document's ``dirty`` since before an
+        earlier sync of it, so a pull may be answered from the provider's
+        memory of the document's newest batches (``docsync.providers.tail``:
+        a write made meanwhile on another process is announced to it). A
+        first sync always reads the database.
         """
         if self._authorize_is_async:
             await self._authorize_async("sync", req.as_wire(), identity)
@@ -261,6 +291,27 @@ class DocSyncServer(Listeners):
             grant, generation = grants.get(req.doc_id), grants.generation
             if grant == "view" and not reads("sync", req.as_wire()):
                 grant = None  # a write is decided anew
+        if req.operations and self._async_writes:
+            written = await self._write_on_loop(req, identity, grant)
+            if written is not None:
+                outcome, new_grant = written
+                if grants is not None:
+                    if new_grant is False:
+                        grants.forget(req.doc_id)
+                    else:
+                        grants.add(req.doc_id, new_grant, generation)
+                return outcome
+        if subscribed and self._cached_pulls and not req.operations:
+            authorized = self._authorize_is_async or grant is not None
+            if not authorized and self._check_inline and not self._loads_document:
+                self._authorize("sync", req.as_wire(), identity)
+                authorized = True
+            if authorized:
+                cached = cached_pull(self.provider, req, self.bindings)
+                if cached is not None:
+                    return cached
+                if self._shares_pulls and req.serialized_doc is None:
+                    return await self._shared_pull(req, identity)
         if self._shares_pulls and not req.operations and req.serialized_doc is None:
             if self._authorize_is_async or grant is not None:
                 return await self._shared_pull(req, identity)
@@ -276,6 +327,48 @@ class DocSyncServer(Listeners):
             else:
                 grants.add(req.doc_id, new_grant, generation)
         return outcome
+
+    async def _write_on_loop(
+        self, req: SyncRequest, identity: Identity, grant: Any
+    ) -> tuple[SyncOutcome, Any] | None:
+        """A write without a thread of its own (``atomic_writes``), or ``None``.
+
+        Only when deciding access needs no database: ``authorize`` is async
+        (already asked), the connection's grant covers the write (the
+        provider checks the owner on the row it locks), or ``authorize``
+        never blocks. Otherwise, and when the provider leaves the request to
+        its transaction path, ``None``: the caller takes the database hop.
+        """
+        owner, authorized = None, True
+        if self._authorize_is_async:
+            pass
+        elif isinstance(grant, tuple):
+            authorized = False
+        elif self._check_inline and not self._loads_document:
+            self._authorize("sync", req.as_wire(), identity)
+        else:
+            return None
+        owner, condition = _write_checks(grant) if not authorized else (None, None)
+        try:
+            outcome = await sync_write(
+                self.provider, req, identity, self.bindings, owner=owner, grant=condition
+            )
+        except OwnerChanged:
+            decided, new_grant = await hop(
+                False, self._sync_hop, req, identity, self._authorize_is_async, None
+            )
+            return decided, new_grant or False
+        if outcome is None:  # the provider's transaction path
+            return await hop(
+                False, self._sync_hop, req, identity, authorized, None if authorized else grant
+            )
+        return outcome, None
+
+    def heard(self, doc_id: str, clock: int | None) -> None:
+        """A ``dirty`` reached this process: ``doc_id`` is at ``clock`` (``None``: unknown)."""
+        heard = getattr(self.provider, "heard", None)
+        if heard is not None:
+            heard(doc_id, clock)
 
     async def _shared_pull(self, req: SyncRequest, identity: Identity) -> SyncOutcome:
         """An authorized pull that shares one read with the same pulls queued with it.

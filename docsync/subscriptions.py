@@ -38,9 +38,6 @@ class SubscriptionConsumer(SocketIOConsumer):
         super().init_session()
         self.identity: Identity | None = None
         self.docs: set[str] = set()
-        # Documents sent ``dirty`` that the client has not synced since: a
-        # second ``dirty`` would tell it nothing more (see docsync_dirty).
-        self.unpulled: set[str] = set()
         # What authorize allowed this connection; revocations clear it.
         self.grants = Grants()
 
@@ -87,7 +84,6 @@ class SubscriptionConsumer(SocketIOConsumer):
         """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
         client_id = self._identity().client_id
         self.docs.discard(doc_id)
-        self.unpulled.discard(doc_id)
         self.grants.forget(doc_id)
         remaining = await self.server.state.leave(doc_id, self._member())
         group = groups.doc_group(doc_id)
@@ -105,13 +101,21 @@ class SubscriptionConsumer(SocketIOConsumer):
         if doc_id in self.docs:
             await self.emit("collaboration", {"docId": doc_id, "hasCollaborators": has})
 
-    async def _dirty(self, doc_id: str, members: list[Member] | None) -> list[Member]:
-        """Tell the document's other devices to pull; return the members read."""
+    async def _dirty(
+        self, doc_id: str, members: list[Member] | None, clock: int | None = None
+    ) -> list[Member]:
+        """Tell the document's other devices to pull; return the members read.
+
+        ``clock``: the document's clock after this write (``groups.dirty``).
+        """
         if members is None:
             members = await self.server.state.members(doc_id)
         device = self._identity().device_id
-        if any(m.device_id != device for m in members):
-            await self.layer_group_send(groups.doc_group(doc_id), groups.dirty(doc_id, device))
+        # Also when only this device's other tabs are subscribed: they skip
+        # it, but their processes learn the clock (docsync.providers.tail).
+        if any(m.channel != self.channel_name for m in members):
+            message = groups.dirty(doc_id, device, clock)
+            await self.layer_group_send(groups.doc_group(doc_id), message)
         return members
 
     async def _emit_doc(self, name: str, event: Event, document: Any = NOT_LOADED) -> None:
@@ -148,27 +152,15 @@ class SubscriptionConsumer(SocketIOConsumer):
 
     # -- channel-layer messages (docsync.groups) -------------------------------------
 
-    def syncing(self, doc_id: str) -> None:
-        """A sync of ``doc_id`` is about to read: later changes need a ``dirty`` again."""
-        self.unpulled.discard(doc_id)
-
     async def docsync_dirty(self, message: dict[str, Any]) -> None:
-        """Tell the client to sync, unless it was told so and has not synced since.
-
-        A ``dirty`` sent before says all a second one would: the client's next
-        sync of the document reads after this change was committed (this
-        message is sent after the commit; :meth:`syncing` runs before the
-        read). Under a busy document this saves a frame, and usually a pull,
-        per change and subscriber.
-        """
         doc_id = message["doc"]
+        # Every process hears the clock, also when no connection of it is told.
+        self.server.heard(doc_id, message.get("clock"))
         if (
             self.identity is not None
             and doc_id in self.docs
-            and doc_id not in self.unpulled
             and message["device"] != self.identity.device_id
         ):
-            self.unpulled.add(doc_id)
             await self.emit("dirty", {"docId": doc_id})
             metrics.sent("dirty")
 

@@ -79,6 +79,7 @@ def sync_document(
     *,
     expect_new: bool = False,
     owner: str | None = None,
+    grant: tuple[str, str] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> SyncOutcome:
     """Run one sync request against ``provider``; see PROTOCOL §4 steps 2–5.
@@ -89,13 +90,16 @@ def sync_document(
     :func:`fit_attachments`).
     With ``owner`` (a permission granted for being the owner), the sync raises
     :class:`OwnerChanged` before writing anything unless the document exists
-    and is owned by ``owner``.
+    and is owned by ``owner``; with ``grant`` (``("share", pk)``, say), unless
+    the provider's own step finds that the grant still holds.
     """
     binding = bindings.get(req.doc_type)
     validate_operations(binding, req)
-    step = provider.sync_step(req, origin, expect_new=expect_new, owner=owner)
+    step = provider.sync_step(req, origin, expect_new=expect_new, owner=owner, grant=grant)
     if step is not None:
         return _outcome_of_step(step, req, bindings, expect_new, owner)
+    if grant is not None:
+        raise OwnerChanged(req.doc_id)  # only the provider's step can check it
     writes = bool(req.operations) or req.serialized_doc is not None
     mode: Mode = "readwrite" if writes else "readonly"
     with provider.transaction(mode, req.doc_id, doc_type=req.doc_type) as tx:
@@ -130,6 +134,48 @@ def sync_document(
     snapshot_clock = record.clock if record is not None else 0
     operations = fit_attachments(operations, snapshot, req.doc_type, bindings)
     return SyncOutcome(operations, snapshot, clock, max(clock - snapshot_clock, 0))
+
+
+async def sync_write(
+    provider: BaseProvider,
+    req: SyncRequest,
+    origin: Origin,
+    bindings: BindingRegistry,
+    *,
+    owner: str | None = None,
+    grant: tuple[str, str] | None = None,
+) -> SyncOutcome | None:
+    """:func:`sync_document` of a write, on the event loop, or ``None``.
+
+    For a provider with ``atomic_writes`` (``PostgresProvider.sync_write``):
+    the write joins the provider's next group commit without a thread of its
+    own. ``None`` when the provider leaves the request to its transaction
+    path (a first snapshot, a possible resend): run :func:`sync_document`
+    then, in a database hop. Raises as :func:`sync_document` does.
+    """
+    validate_operations(bindings.get(req.doc_type), req)
+    step = await provider.sync_write(  # type: ignore[attr-defined]
+        req, origin, owner=owner, grant=grant
+    )
+    if step is None:
+        if grant is not None:
+            raise OwnerChanged(req.doc_id)  # only the provider's step can check it
+        return None
+    return _outcome_of_step(step, req, bindings, False, owner)
+
+
+def cached_pull(
+    provider: BaseProvider, req: SyncRequest, bindings: BindingRegistry
+) -> SyncOutcome | None:
+    """:func:`sync_document` of a pull answered from the provider's memory, or ``None``.
+
+    For a provider that keeps busy documents' newest batches
+    (``PostgresProvider.cached_pull``, ``docsync.providers.tail``); no I/O.
+    """
+    step = provider.cached_pull(req)  # type: ignore[attr-defined]
+    if step is None:
+        return None
+    return _outcome_of_step(step, req, bindings, False, None)
 
 
 def _resent(
@@ -179,7 +225,7 @@ def _store(
 
 
 class OwnerChanged(Exception):
-    """The document is not (or no longer) owned by the user a sync was allowed for.
+    """The grant a write was allowed by no longer holds (the owner changed, say).
 
     Raised before anything is written; the server decides access again.
     """
@@ -215,6 +261,8 @@ def _outcome_of_step(
     owner: str | None,
 ) -> SyncOutcome:
     """The outcome of a sync the provider did in one step (``sync_step``)."""
+    if step.lapsed:
+        raise OwnerChanged(req.doc_id)
     if step.refused:
         check_record(step.record, req, expect_new, owner)
         raise StorageError(f"Document {req.doc_id!r} refused the sync; retry.")

@@ -245,34 +245,6 @@ async def test_sync_round_trips(app):
     await close_all(alice, bob, tab2)
 
 
-async def test_dirty_once_until_the_client_syncs(app):
-    """A second ``dirty`` before the client synced again would say nothing new."""
-    alice = await connected(app, "alice")
-    bob = await connected(app, "bob")
-    await alice.send(sync(0, [A1], SNAP))
-    assert await alice.recv() == collab(False)
-    assert await alice.recv() == data(0, clock=1)
-    await bob.send(sync(0, snapshot=SNAP, clock=1))
-    assert await alice.recv() == collab(True)
-    assert await bob.recv() == collab(True)
-    assert await bob.recv() == data(0, clock=1)
-    await alice.send(sync(1, [A2], SNAP, 1))
-    assert await alice.recv() == data(1, clock=2)
-    assert await bob.recv() == dirty()
-    # Bob has not synced since: alice's next change sends him nothing more...
-    await alice.send(sync(2, [A3], SNAP, 2))
-    assert await alice.recv() == data(2, clock=3)
-    assert await bob.nothing()
-    # ...and his next sync, which reads after both changes, gets both.
-    await bob.send(sync(1, snapshot=SNAP, clock=1))
-    assert await bob.recv() == data(1, [A2, A3], clock=3)
-    # Once he synced, a change is news again.
-    await alice.send(sync(3, [B2], SNAP, 3))
-    assert await alice.recv() == data(3, clock=4)
-    assert await bob.recv() == dirty()
-    await close_all(alice, bob)
-
-
 async def test_snapshot_clock_rules(app):
     """PROTOCOL §4 steps 2-3: who stores the snapshot, who gets it back."""
     alice = await connected(app, "alice")

@@ -3,6 +3,7 @@ transaction, each answered after that commit, one failing write fails alone."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -12,7 +13,7 @@ from django.db import connections
 from docsync.bindings import get_binding_registry
 from docsync.exceptions import StorageError
 from docsync.providers.base import Origin
-from docsync.providers.groupcommit import GroupCommit, Outcome
+from docsync.providers.groupcommit import AsyncGroupCommit, GroupCommit, Outcome
 from docsync.providers.postgres import PostgresProvider
 from docsync.requests import SyncRequest
 from docsync.sync import sync_document
@@ -203,3 +204,68 @@ def test_many_writers_many_documents_nothing_lost_or_doubled(provider):
             batches = tx.get_operations(0)
         values = [tuple(op) for batch in batches for op in batch.operations]
         assert len(values) == len(set(values)) == threads // 4 * writes
+
+
+# -- from the event loop (AsyncGroupCommit, PostgresProvider.sync_write) ----------
+
+
+async def test_coroutines_queued_behind_a_group_run_as_the_next_group():
+    """While a group runs, the coroutines that submit meanwhile gather (no
+    thread each); a waiter cancelled before its group starts is dropped."""
+    groups_run: list[list[int]] = []
+    first_running, release = asyncio.Event(), asyncio.Event()
+
+    async def run_group(items):
+        groups_run.append(list(items))
+        if items == [0]:
+            first_running.set()
+            await release.wait()
+        return [Outcome(error=ValueError(i)) if i == 3 else Outcome(value=i * 10) for i in items]
+
+    groups: AsyncGroupCommit[int, int] = AsyncGroupCommit(run_group, max_size=3)
+    first = asyncio.ensure_future(groups.submit(0))
+    await first_running.wait()
+    later = {i: asyncio.ensure_future(groups.submit(i)) for i in range(1, 7)}
+    await asyncio.sleep(0)
+    later[2].cancel()  # its connection went away before its group started
+    release.set()
+    assert await first == 0
+    results = await asyncio.gather(*later.values(), return_exceptions=True)
+    assert groups_run == [[0], [1, 3], [4, 5, 6]]
+    assert results[0] == 10 and isinstance(results[1], asyncio.CancelledError)
+    assert isinstance(results[2], ValueError) and results[3:] == [40, 50, 60]
+
+
+@pytest.mark.postgres
+@django_db_on("postgres", transaction=True)
+async def test_writes_from_the_event_loop_share_transactions_and_stay_in_order(provider):
+    """60 concurrent writes of 3 documents from one event loop, each from
+    clock 0: clocks gap-free per document, each write answered with exactly
+    the batches before its own, and far fewer transactions than writes."""
+    writes = [(f"loop{i % 3}", i) for i in range(60)]
+
+    async def write(doc: str, i: int):
+        req = SyncRequest("list", doc, [[doc, i]], None, 0)
+        origin = Origin(device_id=f"d{i}", client_id=f"c{i}")
+        return doc, i, await provider.sync_write(req, origin)
+
+    results = await asyncio.gather(*(write(doc, i) for doc, i in writes))
+    for doc in ("loop0", "loop1", "loop2"):
+        steps = [(i, step) for d, i, step in results if d == doc]
+        assert sorted(step.clock for _, step in steps) == list(range(1, 21))
+        ops_by_clock = {step.clock: [doc, i] for i, step in steps}
+        for _, step in steps:
+            got = [op for batch in step.batches for op in batch.operations]
+            assert got == [ops_by_clock[clock] for clock in range(1, step.clock)]
+    stored = await asyncio.to_thread(_transactions_of, ["loop0", "loop1", "loop2"])
+    assert len(stored) == 60 and len(set(stored)) < 30
+
+
+def _transactions_of(doc_ids: list[str]) -> list[str]:
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(
+            "SELECT b.xmin::text FROM docsync_operationbatch b "
+            "JOIN docsync_document d ON d.id = b.document_id WHERE d.doc_id = ANY(%s)",
+            [doc_ids],
+        )
+        return [xid for (xid,) in cursor.fetchall()]

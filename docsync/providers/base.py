@@ -88,6 +88,8 @@ class SyncStep:
     batches: list[Batch] = field(default_factory=list)
     snapshot: Any = None
     refused: bool = False
+    #: Refused because the grant the write was allowed by no longer holds.
+    lapsed: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,12 +357,28 @@ class BaseProvider:
     #: taking the document's lock (``sync_step``): the server then lets such
     #: pulls run beside the writes of the same document.
     unlocked_reads = False
+    #: Whether writes are atomic in the database (one statement under the
+    #: row lock) and the provider has ``async def sync_write(req, origin, *,
+    #: owner=None, grant=None)``, :meth:`sync_step` of a write from the event
+    #: loop: the server then lets writes of one document run concurrently.
+    atomic_writes = False
+    #: The grants (``docsync.grants``) a write may be allowed by that
+    #: :meth:`sync_step` checks in its own transaction: ``"owner"`` (with
+    #: ``owner``, every provider), ``"share"`` and ``"open"`` (with ``grant``).
+    #: The server remembers no other grant for writes.
+    verified_grants: frozenset[str] = frozenset({"owner"})
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     def sync_step(
-        self, req: Any, origin: Origin, *, expect_new: bool = False, owner: str | None = None
+        self,
+        req: Any,
+        origin: Origin,
+        *,
+        expect_new: bool = False,
+        owner: str | None = None,
+        grant: tuple[str, str] | None = None,
     ) -> SyncStep | None:
         """Optional: answer the sync request ``req`` in one step, or return ``None``.
 
@@ -370,6 +388,9 @@ class BaseProvider:
         returns ``None`` for any case it leaves to :meth:`transaction`
         (before writing anything). With ``owner``, a sync of a document that
         does not exist or whose ``owner_id`` is not ``owner`` is refused.
+        With ``grant`` (one of :attr:`verified_grants` other than ``"owner"``,
+        and the user's pk), a write that grant no longer allows is refused
+        with ``lapsed`` set; a provider that cannot check it returns ``None``.
         A first snapshot is always left to :meth:`transaction` (return
         ``None``): that is where the binding checks it before it is stored.
         Resends too (``docsync.sync``): a write whose client has a commit in

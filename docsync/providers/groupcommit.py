@@ -9,12 +9,16 @@ committed), so nothing is acknowledged before it is durable.
 
 There is no timer: a group is whatever arrived while the previous one ran,
 so a lone writer waits for nothing, and the groups grow with the load.
+:class:`AsyncGroupCommit` does the same for coroutines on an event loop
+(the server's writes): no thread waits, and one hop runs a whole group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -95,3 +99,82 @@ class GroupCommit(Generic[T, R]):
                 self._running = False
         for slot in group[1:]:
             slot.done.set()
+
+
+class AsyncGroupCommit(Generic[T, R]):
+    """Group commit for coroutines: the writes of one event loop, one group at a time.
+
+    ``submit(item)`` queues ``item`` and waits for its outcome. While a group
+    runs (``run_group(items)``, awaited: for ``PostgresProvider`` one hop to
+    a database thread and one transaction), the items submitted meanwhile
+    gather and run as the next group, so a group holds whatever arrived
+    during the last commit, up to ``max_size``: the number of database
+    threads does not bound it, and the whole group costs one thread hop.
+    An item whose waiter was cancelled before its group started is dropped
+    (it was never acknowledged); once started it runs to its commit.
+    """
+
+    def __init__(
+        self,
+        run_group: Callable[[Sequence[T]], Awaitable[list[Outcome[R]]]],
+        max_size: int = 32,
+    ) -> None:
+        self._run_group = run_group
+        self._max_size = max_size
+        # One queue and one runner per event loop (tests run several loops).
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue[T, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def submit(self, item: T) -> R:
+        """Run ``item`` in the next group; its result, or raise its error."""
+        loop = asyncio.get_running_loop()
+        queue = self._loops.get(loop)
+        if queue is None:
+            queue = self._loops[loop] = _LoopQueue()
+        future: asyncio.Future[R] = loop.create_future()
+        queue.items.append((item, future))
+        if queue.runner is None:
+            queue.runner = loop.create_task(self._drain(queue))
+        return await future
+
+    async def _drain(self, queue: _LoopQueue[T, R]) -> None:
+        try:
+            while queue.items:
+                group = [entry for entry in queue.items[: self._max_size] if not entry[1].done()]
+                del queue.items[: self._max_size]
+                if group:
+                    await self._run(group)
+        finally:
+            queue.runner = None
+            for _, future in queue.items:  # only when the loop is being torn down
+                if not future.done():
+                    future.cancel()
+            queue.items.clear()
+
+    async def _run(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            outcomes = await self._run_group([item for item, _ in group])
+            if len(outcomes) != len(group):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a group of {len(group)}")
+        except asyncio.CancelledError:
+            for _, future in group:
+                future.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001  (each submitter gets it)
+            outcomes = [Outcome(error=exc) for _ in group]
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():
+                continue  # its connection went away: committed, never acknowledged
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome.value)  # type: ignore[arg-type]
+
+
+class _LoopQueue(Generic[T, R]):
+    __slots__ = ("items", "runner")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[T, asyncio.Future[R]]] = []
+        self.runner: asyncio.Task[None] | None = None

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -50,15 +51,17 @@ from django.db import DatabaseError, connections
 
 from .. import changes
 from ..exceptions import StorageError, StorageUnavailable
-from ..models import decode_operations, decode_snapshot, encode_operations
-from ..outage import connection_lost
-from .base import Batch, DocRecord, Origin, SyncStep, prefix_digests
-from .groupcommit import GroupCommit, Outcome
-from .orm import ORMProvider
+from ..hops import hop
+from ..models import ROLE_PERMISSIONS, decode_operations, decode_snapshot, encode_operations
+from ..outage import StorageOutage, connection_lost
+from .base import Batch, DocRecord, Mode, Origin, SyncStep, prefix_digests
+from .groupcommit import AsyncGroupCommit, GroupCommit, Outcome
+from .orm import ORMProvider, ORMTransaction
+from .tail import Tails
 
 logger = logging.getLogger(__name__)
 
-FUNCTION = "docsync_sync_v3"
+FUNCTION = "docsync_sync_v4"
 
 #: Requests with more operations than this send no prefix digests: a possible
 #: resend of theirs is left to the ORM path.
@@ -70,7 +73,8 @@ FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION {function}(
     p_doc_id text, p_doc_type text, p_clock bigint, p_has_doc boolean,
     p_fmt text, p_ops bytea, p_user text, p_device text, p_client text, p_expect_new boolean,
-    p_owner text, p_count integer, p_digest text, p_prefixes text[])
+    p_owner text, p_count integer, p_digest text, p_prefixes text[], p_rule text,
+    p_roles text[])
 RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
@@ -89,8 +93,13 @@ BEGIN
          WHERE u.{user_pk} = p_user::{user_pk_type};
     END IF;
     SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at, t.snapshot_format,
-           t.owner_id
+           t.owner_id, t.private
       INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
+    IF NOT FOUND AND p_rule IS NOT NULL THEN  -- allowed by a share or as open: judged again
+        RETURN QUERY SELECT 'lapsed'::text, NULL::bigint, NULL::text, NULL::bytea,
+            NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, true;
+        RETURN;
+    END IF;
     IF NOT FOUND AND p_owner IS NOT NULL THEN  -- allowed as its owner: judged again
         RETURN QUERY SELECT 'refused'::text, NULL::bigint, NULL::text, NULL::bytea,
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, true;
@@ -109,7 +118,7 @@ BEGIN
         ON CONFLICT (doc_id) DO NOTHING;
         v_created := FOUND;
         SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at,
-               t.snapshot_format, t.owner_id
+               t.snapshot_format, t.owner_id, t.private
           INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
         IF NOT FOUND THEN
             RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
@@ -124,6 +133,19 @@ BEGIN
         RETURN QUERY SELECT 'refused'::text, d.latest_clock, d.snapshot_format::text, NULL::bytea,
             d.doc_type::text, d.snapshot_clock, d.owner_id::text, d.deleted_at IS NOT NULL, false,
             v_created;
+        RETURN;
+    END IF;
+    -- The grant the write was allowed by (docsync.permissions), on the locked row:
+    -- a share to the user or a group of theirs with a role in p_roles, or a
+    -- document still shared with nobody (OPEN_DOCUMENTS).
+    IF (p_rule = 'share' AND NOT EXISTS (
+            SELECT 1 FROM docsync_documentshare s
+             WHERE s.document_id = d.id AND s.role = ANY (p_roles)
+               AND (s.user_id = v_user{group_clause})))
+        OR (p_rule = 'open' AND (d.private OR EXISTS (
+            SELECT 1 FROM docsync_documentshare s WHERE s.document_id = d.id))) THEN
+        RETURN QUERY SELECT 'lapsed'::text, d.latest_clock, d.snapshot_format::text, NULL::bytea,
+            d.doc_type::text, d.snapshot_clock, d.owner_id::text, false, false, v_created;
         RETURN;
     END IF;
     IF d.snapshot_format = '' AND p_has_doc THEN  -- the client's first snapshot
@@ -169,7 +191,7 @@ END
 $fn$
 """
 
-GROUP_FUNCTION = "docsync_sync_group_v1"
+GROUP_FUNCTION = "docsync_sync_group_v2"
 
 # The syncs of a group, in the order given, in the caller's one transaction.
 # Each docsync_sync_v3 call's statements take their own snapshots, so a sync
@@ -180,7 +202,7 @@ CREATE OR REPLACE FUNCTION {group_function}(
     p_doc_ids text[], p_doc_types text[], p_clocks bigint[], p_has_docs boolean[],
     p_fmts text[], p_ops bytea[], p_users text[], p_devices text[], p_clients text[],
     p_expect_new boolean[], p_owners text[], p_counts integer[], p_digests text[],
-    p_prefixes text[])
+    p_prefixes text[], p_rules text[], p_roles text[])
 RETURNS TABLE (item integer, kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
@@ -190,7 +212,7 @@ BEGIN
         RETURN QUERY SELECT i, s.* FROM {function}(p_doc_ids[i], p_doc_types[i], p_clocks[i],
             p_has_docs[i], p_fmts[i], p_ops[i], p_users[i], p_devices[i], p_clients[i],
             p_expect_new[i], p_owners[i], p_counts[i], p_digests[i],
-            string_to_array(p_prefixes[i], ' ')) s;
+            string_to_array(p_prefixes[i], ' '), p_rules[i], string_to_array(p_roles[i], ' ')) s;
     END LOOP;
 END
 $fn$
@@ -200,13 +222,13 @@ GROUP_SQL = (
     f"SELECT * FROM {GROUP_FUNCTION}("
     "%s::text[], %s::text[], %s::bigint[], %s::boolean[], %s::text[], %s::bytea[], "
     "%s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], %s::integer[], "
-    "%s::text[], %s::text[])"
+    "%s::text[], %s::text[], %s::text[], %s::text[])"
 )
 
 WRITE_SQL = (
     f"SELECT * FROM {FUNCTION}("
     "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
-    "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[])"
+    "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[], %s::text, %s::text[])"
 )
 
 # One statement, one snapshot, no lock: the record and the log tail agree.
@@ -232,6 +254,24 @@ SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
 
 Rows = list[tuple[Any, ...]]
 
+#: The share roles that allow writing (a ``("share", pk)`` grant is checked against them).
+WRITE_ROLES = sorted(role for role, perms in ROLE_PERMISSIONS.items() if "change_document" in perms)
+
+
+def _group_clause(model: Any, quote: Any) -> str:
+    """SQL: the share's group is one of ``v_user``'s (nothing when users have no groups)."""
+    try:
+        field = model._meta.get_field("groups")
+    except Exception:  # noqa: BLE001  (a custom user model without groups)
+        return ""
+    through = field.remote_field.through._meta
+    user_column = through.get_field(field.m2m_field_name()).column
+    group_column = through.get_field(field.m2m_reverse_field_name()).column
+    return (
+        f" OR s.group_id IN (SELECT ug.{quote(group_column)} FROM {quote(through.db_table)} ug"
+        f" WHERE ug.{quote(user_column)} = v_user)"
+    )
+
 
 class PostgresProvider(ORMProvider):
     """``ORMProvider`` on PostgreSQL, each sync in one prepared statement.
@@ -242,17 +282,32 @@ class PostgresProvider(ORMProvider):
     """
 
     unlocked_reads = True
+    verified_grants = frozenset({"owner", "share", "open"})
+    #: A write is atomic in the database (one statement under the row lock):
+    #: the server need not queue the writes of one document (``sync_write``).
+    atomic_writes = True
 
-    def __init__(self, *, group_commit: int = 32, **options: Any) -> None:
+    def __init__(
+        self, *, group_commit: int = 32, tail_documents: int = 1000, **options: Any
+    ) -> None:
         super().__init__(**options)
-        if not isinstance(group_commit, int) or group_commit < 1:
-            raise ImproperlyConfigured(
-                f"PostgresProvider's group_commit must be a whole number of at least 1, "
-                f"not {group_commit!r}."
-            )
+        for name, value, least in (
+            ("group_commit", group_commit, 1),
+            ("tail_documents", tail_documents, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ImproperlyConfigured(
+                    f"PostgresProvider's {name} must be a whole number of at least {least}, "
+                    f"not {value!r}."
+                )
         self.group_commit = group_commit
+        #: The newest batches of the documents being worked on (``docsync.providers.tail``).
+        self.tails = Tails(max_docs=tail_documents) if tail_documents else None
         self._groups: GroupCommit[tuple[Any, ...], Rows] = GroupCommit(
             self._run_group, group_commit
+        )
+        self._async_groups: AsyncGroupCommit[tuple[Any, ...], Rows] = AsyncGroupCommit(
+            self._run_group_async, group_commit
         )
         self._installed: set[str] = set()
         self._install_lock = threading.Lock()
@@ -261,35 +316,71 @@ class PostgresProvider(ORMProvider):
     # -- the one-statement sync -------------------------------------------
 
     def sync_step(
-        self, req: Any, origin: Origin, *, expect_new: bool = False, owner: str | None = None
+        self,
+        req: Any,
+        origin: Origin,
+        *,
+        expect_new: bool = False,
+        owner: str | None = None,
+        grant: tuple[str, str] | None = None,
     ) -> SyncStep | None:
         has_doc = req.serialized_doc is not None
-        params: Any
         if req.operations:
-            fmt, data = encode_operations(req.operations)
-            prefixes = prefix_digests(req.operations)
-            params = (
-                req.doc_id,
-                req.doc_type,
-                req.clock,
-                has_doc,
-                fmt,
-                data,
-                self._user_pk(origin.user_id),
-                origin.device_id,
-                origin.client_id,
-                expect_new,
-                owner,
-                len(req.operations),
-                prefixes[-1],
-                prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
-            )
+            params = self._write_params(req, origin, expect_new, owner, grant)
             rows = self._write(params)
-            changes.note(self.using, req.doc_id)  # for webhooks (committed once it returns)
         else:
-            params = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
-            rows = self._execute(READ_SQL, params, req.doc_id)
+            pull = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
+            rows = self._execute(READ_SQL, pull, req.doc_id)
         return self._step(rows, req, has_doc, owner)
+
+    async def sync_write(
+        self,
+        req: Any,
+        origin: Origin,
+        *,
+        owner: str | None = None,
+        grant: tuple[str, str] | None = None,
+    ) -> SyncStep | None:
+        """:meth:`sync_step` of a write, from the event loop (``atomic_writes``).
+
+        The write joins the event loop's next group (:class:`AsyncGroupCommit`):
+        the syncs that arrive while a group commits share the next
+        transaction, one thread hop and one commit, whichever documents they
+        write (two writes of one document run in arrival order, the second
+        reading the first's batch). ``None``: leave it to :meth:`transaction`.
+        """
+        params = self._write_params(req, origin, False, owner, grant)
+        rows = await self._async_groups.submit(params)
+        return self._step(rows, req, req.serialized_doc is not None, owner)
+
+    def _write_params(
+        self,
+        req: Any,
+        origin: Origin,
+        expect_new: bool,
+        owner: str | None,
+        grant: tuple[str, str] | None,
+    ) -> tuple[Any, ...]:
+        fmt, data = encode_operations(req.operations)
+        prefixes = prefix_digests(req.operations)
+        return (
+            req.doc_id,
+            req.doc_type,
+            req.clock,
+            req.serialized_doc is not None,
+            fmt,
+            data,
+            self._user_pk(origin.user_id),
+            origin.device_id,
+            origin.client_id,
+            expect_new,
+            owner,
+            len(req.operations),
+            prefixes[-1],
+            prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
+            None if grant is None else grant[0],
+            WRITE_ROLES if grant is not None and grant[0] == "share" else None,
+        )
 
     def _step(
         self, rows: list[tuple[Any, ...]], req: Any, has_doc: bool, owner: str | None
@@ -300,6 +391,8 @@ class PostgresProvider(ORMProvider):
                 batches.append(Batch(clock, decode_operations(fmt, data)))
             elif kind == "fallback":
                 return None
+            elif kind == "lapsed":
+                return SyncStep(record=None, clock=0, refused=True, lapsed=True)
             else:
                 header = (kind, clock, fmt, data, *info)
         if header is None:  # a pull of a missing document
@@ -329,7 +422,44 @@ class PostgresProvider(ORMProvider):
         batches.sort(key=lambda batch: batch.clock)  # UNION ALL keeps no order
         snapshot = decode_snapshot(fmt, data) if send else None
         clock = latest + 1 if req.operations else latest
+        if self.tails is not None and record is not None:
+            own = Batch(clock, list(req.operations)) if req.operations else None
+            self.tails.learned(
+                req.doc_id, record, snapshot_clock if send else req.clock, batches, own
+            )
         return SyncStep(record=record, clock=clock, batches=batches, snapshot=snapshot)
+
+    # -- the tails of busy documents (docsync.providers.tail) -------------------
+
+    def cached_pull(self, req: Any) -> SyncStep | None:
+        """:meth:`sync_step` of a pull answered from memory, or ``None``: ask :meth:`sync_step`.
+
+        No I/O: the event loop may call it.
+        """
+        if self.tails is None:
+            return None
+        return self.tails.pull(req.doc_id, req.doc_type, req.clock, req.serialized_doc is not None)
+
+    def heard(self, doc_id: str, clock: int | None) -> None:
+        """A ``dirty`` said ``doc_id`` reached ``clock`` (``None``: changed somehow)."""
+        if self.tails is not None:
+            self.tails.heard(doc_id, clock)
+
+    @contextmanager
+    def transaction(
+        self, mode: Mode, doc_id: str, *, doc_type: str | None = None
+    ) -> Iterator[ORMTransaction]:
+        """The ORM provider's transaction; a write there drops the document's tail."""
+        if mode == "readonly" or self.tails is None:
+            with super().transaction(mode, doc_id, doc_type=doc_type) as tx:
+                yield tx
+            return
+        self.tails.drop(doc_id)
+        try:
+            with super().transaction(mode, doc_id, doc_type=doc_type) as tx:
+                yield tx
+        finally:
+            self.tails.drop(doc_id)
 
     # -- group commit ---------------------------------------------------------
 
@@ -337,8 +467,18 @@ class PostgresProvider(ORMProvider):
         """Run one write, in a group with the writes of other threads if it can."""
         if self.group_commit == 1 or connections[self.using].in_atomic_block:
             # Inside the caller's transaction, the write must be part of it.
-            return self._execute(WRITE_SQL, params, params[0])
+            rows = self._execute(WRITE_SQL, params, params[0])
+            changes.note(self.using, params[0])  # for webhooks (on the caller's commit)
+            return rows
         return self._groups.submit(params)
+
+    async def _run_group_async(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+        outcomes = await hop(False, self._run_group, group)
+        for outcome in outcomes:
+            if isinstance(outcome.error, StorageUnavailable):
+                StorageOutage.failed(outcome.error)
+                break
+        return outcomes
 
     def _run_group(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
         """Run the writes of ``group`` in one transaction (on this thread's connection)."""
@@ -346,7 +486,8 @@ class PostgresProvider(ORMProvider):
             return [self._run_alone(group[0])]
         order = sorted(range(len(group)), key=lambda i: group[i][0])  # by document id
         columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
-        columns[-1] = [None if p is None else " ".join(p) for p in columns[-1]]
+        for column in (-3, -1):  # arrays of arrays must be rectangular: joined
+            columns[column] = [None if p is None else " ".join(p) for p in columns[column]]
         try:
             rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
         except StorageUnavailable as exc:
@@ -356,13 +497,17 @@ class PostgresProvider(ORMProvider):
         per_item: list[Rows] = [[] for _ in group]
         for item, *row in rows:
             per_item[order[item - 1]].append(tuple(row))
+        for params in group:
+            changes.note(self.using, params[0])  # for webhooks: committed
         return [Outcome(value=item_rows) for item_rows in per_item]
 
     def _run_alone(self, params: tuple[Any, ...]) -> Outcome[Rows]:
         try:
-            return Outcome(value=self._execute(WRITE_SQL, params, params[0]))
+            rows = self._execute(WRITE_SQL, params, params[0])
         except (StorageError, StorageUnavailable) as exc:
             return Outcome(error=exc)
+        changes.note(self.using, params[0])  # for webhooks: committed
+        return Outcome(value=rows)
 
     # -- connections ----------------------------------------------------------
 
@@ -422,6 +567,7 @@ class PostgresProvider(ORMProvider):
             user_table=quote(model._meta.db_table),
             user_pk=quote(pk.column),
             user_pk_type=pk.rel_db_type(connection),  # type: ignore[attr-defined]
+            group_clause=_group_clause(model, quote),
         )
         group_sql = GROUP_FUNCTION_SQL.format(group_function=GROUP_FUNCTION, function=FUNCTION)
         with raw.transaction():
