@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 FUNCTION = "docsync_sync_v4"
 
+#: psycopg's prepare_threshold on Django's connections: only prepare=True prepares.
+NEVER_AUTOMATICALLY = 2**31 - 1
+
 #: Requests with more operations than this send no prefix digests: a possible
 #: resend of theirs is left to the ORM path.
 MAX_PREFIX_DIGESTS = 64
@@ -548,6 +551,17 @@ class PostgresProvider(ORMProvider):
             )
         connection.ensure_connection()
         raw = connection.connection
+        if (
+            raw.prepare_threshold is None
+            and "prepare_threshold" not in connection.settings_dict.get("OPTIONS", {})
+        ):
+            # Django turns psycopg's prepared statements off by default, and
+            # then prepare=True does nothing: every sync would be planned
+            # again (READ_SQL: 0.43 ms a pull instead of 0.09 here). Only the
+            # statements docsync asks to prepare are (the threshold is never
+            # reached by the ORM's); an explicit OPTIONS["prepare_threshold"]
+            # (PgBouncer in transaction mode) is left alone.
+            raw.prepare_threshold = NEVER_AUTOMATICALLY
         name = connection.settings_dict["NAME"]
         if name not in self._installed:
             with self._install_lock:
