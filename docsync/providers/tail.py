@@ -88,8 +88,9 @@ class Tails:
         with self._lock:
             tail = self._tails.get(doc_id)
             if tail is not None and tail.start <= base <= tail.latest and latest >= tail.latest:
-                kept = [b for b in tail.batches if b.clock <= base]
-                tail.batches = kept + run
+                # The batches are gap-free from start + 1: base's is at base - start - 1.
+                del tail.batches[base - tail.start :]
+                tail.batches.extend(run)
                 tail.latest, tail.record = latest, record
             elif tail is None or latest >= tail.latest:
                 tail = _Tail(record=record, start=base, latest=latest, batches=run)
