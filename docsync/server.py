@@ -286,11 +286,15 @@ class DocSyncServer(Listeners):
         """
         if self._authorize_is_async:
             await self._authorize_async("sync", req.as_wire(), identity)
-        grant, generation = None, 0
+        grant, generation, viewer_pull = None, 0, False
         if grants is not None:
             grant, generation = grants.get(req.doc_id), grants.generation
             if grant == "view" and not reads("sync", req.as_wire()):
-                grant = None  # a write is decided anew
+                # A write is decided anew. A pull carrying the client's document
+                # only reads once the document has a snapshot: answered from
+                # memory when the provider's memory says so (it never stores).
+                viewer_pull = not req.operations
+                grant = None
         if req.operations and self._async_writes:
             written = await self._write_on_loop(req, identity, grant)
             if written is not None:
@@ -302,7 +306,7 @@ class DocSyncServer(Listeners):
                         grants.add(req.doc_id, new_grant, generation)
                 return outcome
         if subscribed and self._cached_pulls and not req.operations:
-            authorized = self._authorize_is_async or grant is not None
+            authorized = self._authorize_is_async or grant is not None or viewer_pull
             if not authorized and self._check_inline and not self._loads_document:
                 self._authorize("sync", req.as_wire(), identity)
                 authorized = True

@@ -24,13 +24,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from docsync.models import Document, DocumentShare
-users = {n: get_user_model().objects.create_user(n) for n in ("alice", "carol", "gina", "eve")}
+names = ("alice", "carol", "gina", "eve", "vera")
+users = {n: get_user_model().objects.create_user(n) for n in names}
 team = Group.objects.create(name="team")
 users["gina"].groups.add(team)
 shared = Document.objects.create(doc_id="shared", doc_type="doc", owner=users["alice"])
 DocumentShare.objects.create(document=shared, user=users["carol"], role="editor")
 DocumentShare.objects.create(document=shared, group=team, role="editor")
 Document.objects.create(doc_id="open", doc_type="doc", owner=users["alice"])
+viewed = Document.objects.create(doc_id="viewed", doc_type="doc", owner=users["alice"])
+DocumentShare.objects.create(document=viewed, user=users["vera"], role="viewer")
 print(json.dumps({n: Token.objects.create(user=u).key for n, u in users.items()}))
 """
 
@@ -122,3 +125,23 @@ async def test_an_open_document_shared_in_bulk_refuses_the_next_write(live, env,
             await alice.close()
     finally:
         await eve.close()
+
+
+async def test_a_viewer_sending_her_document_reads_but_never_plants_a_snapshot(live, tokens):
+    vera = await Client(live.url, "vera", token=tokens["vera"]).connect()
+    alice = await Client(live.url, "alice", token=tokens["alice"]).connect()
+    whole = {**pull("viewed"), "serializedDoc": ["vera's"]}
+    try:
+        assert ok(await vera.call("sync", pull("viewed")))  # subscribed, allowed to view
+        # The document has no snapshot: hers would be stored, a write.
+        assert await vera.call("sync", whole) == {"error": DENIED}
+        first = {**write("viewed", "a1"), "serializedDoc": ["alice's"]}
+        assert ok(await alice.call("sync", first))
+        for _ in range(3):  # now it only reads, from the first decision on
+            answer = (await vera.call("sync", {**whole, "clock": 1}))["data"]
+            assert answer["clock"] == 1 and answer["operations"] == []
+        back = (await vera.call("sync", pull("viewed")))["data"]
+        assert back["serializedDoc"] == ["alice's"] and back["operations"] == ["a1"]
+    finally:
+        await vera.close()
+        await alice.close()
