@@ -56,7 +56,12 @@ class RawClient:
 
     async def _read(self) -> None:
         async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.PING:  # uvicorn's, every 20 s (autoping is off)
+                await self.ws.pong(msg.data)
+                continue
             data = msg.data
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
             if data == "2":
                 await self.ws.send_str("3")
             elif data.startswith("43"):

@@ -2,17 +2,31 @@
 
     python benchmarks/bench_suite.py                                  # memory, ORM, PostgreSQL provider
     python benchmarks/bench_suite.py --configs memory:allow,postgres:default --repeat 3
-    python benchmarks/bench_suite.py --only hot120 --configs orm:default
+    python benchmarks/bench_suite.py --only hot120,laggard --configs orm:default --squash-threshold 20
+    python benchmarks/bench_suite.py --url http://127.0.0.1:8000/socket.io/ --permissions allow
 
-A *config* is ``<storage>:<permissions>``: storage ``memory``
-(``InMemoryProvider``), ``orm`` (``ORMProvider`` on PostgreSQL) or
-``postgres`` (``PostgresProvider``); permissions ``allow`` (``allow_all``)
-or ``default`` (DRF tokens and the default ``authorize``: each client is a
-real user, shared documents are shared with a group as editors). Each config
-gets its own uvicorn process; with ``--repeat`` the configs run interleaved
-(A B C A B C ...) and the last line is a table of medians.
+By default the suite starts its servers. A *config* is
+``<storage>:<permissions>``: storage ``memory`` (``InMemoryProvider``),
+``orm`` (``ORMProvider`` on PostgreSQL) or ``postgres``
+(``PostgresProvider``); permissions ``allow`` (``allow_all``) or ``default``
+(DRF tokens and the default ``authorize``: each client is a real user,
+shared documents are shared with a group as editors). Each config gets its
+own uvicorn process (``tests.e2e_asgi``); with ``--repeat`` the configs run
+interleaved (A B C A B C ...) and the last line is a table of medians. With
+``--squash-threshold N`` the servers squash every N batches with a list
+binding (``tests.bindings.ListBinding``) while the scenarios write.
 
-Scenarios (the table of issue 14):
+With ``--url`` the scenarios run against a server that is already running
+(docsync or any DocSync server, such as the reference), and none is started.
+Client ``<name>``'s token is then ``valid-<name>`` (``--permissions allow``,
+the default: docsync's test authentication), ``<prefix><name>``
+(``--token-prefix``), the same for everyone (``--token``), the one a JSON
+file maps ``<name>`` (or ``"*"``) to (``--tokens-file``), or a real user's
+DRF token created in the server's database (``--permissions default
+--database-url``, a docsync server; shared documents are shared as above).
+Otherwise the server must let every client write the shared documents.
+
+Scenarios (the table of issue 14, then more):
 
 * ``solo``: 1 client, sequential syncs with one operation each, syncs/s.
 * ``many``: 50 clients, each on its own document, closed loop, syncs/s.
@@ -26,12 +40,21 @@ Scenarios (the table of issue 14):
   flight (a sync carries all its unsent operations, like the official
   client); ops/s, and ``lost`` / ``duplicated``: acknowledged operations
   missing from, or twice in, the log a fresh client reads at the end and the
-  view of each writer.
-* ``connects``: 500 connections, total seconds.
+  view of each writer. ``hot20_whole`` (only with ``--only``): hot20 with
+  the whole document in every sync.
+* ``laggard``: hot20 plus ``--laggards`` clients that fall behind: each
+  waits ``--lag-ms`` before every sync, stops reading its socket for
+  ``--stall-ms`` once a second, and types an operation every 100 ms (so
+  with a stale clock); ops/s, and the losses as for hot20, also counted in
+  the laggards' views alone.
+* ``connects``: 500 connections, total ms.
 
 The load generator is one Python process (raw Engine.IO frames on aiohttp,
-``bench_server.RawClient``) on the same machine as the server and
-PostgreSQL; the first line states the machine.
+``bench_server.RawClient``; the scenarios are in ``suite_scenarios.py``) on
+the same machine as the server and PostgreSQL; the first line states the
+machine. A started server's CPU seconds are in each line (``server_cpu_s``,
+and per operation or sync): they count less of the machine's load than wall
+time (PostgreSQL's own CPU is not in them).
 """
 
 from __future__ import annotations
@@ -54,7 +77,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_server import RawClient, pct, start_server  # noqa: E402
+from bench_server import cpu_seconds, start_server  # noqa: E402
+from suite_scenarios import DEFAULT, SCENARIOS, names_for  # noqa: E402
 
 PROVIDERS = {
     "memory": "docsync.providers.memory.InMemoryProvider",
@@ -63,26 +87,7 @@ PROVIDERS = {
 }
 AUTHORIZE = {"allow": "docsync.permissions.allow_all", "default": "docsync.permissions.authorize"}
 AUTHENTICATE = {"allow": "tests.auth.token_authenticate", "default": "docsync.auth.authenticate"}
-SCENARIOS = ["solo", "many", "many_whole", "fanout", "hot20", "hot120", "connects"]
-WHOLE_DOC = {"title": "benchmark", "body": [f"paragraph {i}" for i in range(20)]}
-
-
-class Client(RawClient):
-    """A raw client that can send the whole document and pull on ``dirty``."""
-
-    async def request(self, doc: str, ops: list, clock: int, serialized=None) -> dict:
-        self.ack += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters[self.ack] = fut
-        payload = {
-            "type": "doc",
-            "docId": doc,
-            "operations": ops,
-            "serializedDoc": serialized,
-            "clock": clock,
-        }
-        await self.ws.send_str(f"42{self.ack}" + json.dumps(["sync", payload]))
-        return json.loads(await asyncio.wait_for(fut, 30))[0]
+BENCH_DATABASE = "postgres://postgres@127.0.0.1:5432/docsync_bench"
 
 
 class Tokens:
@@ -143,6 +148,37 @@ class Tokens:
         django_shell(script, self.database_url, json.dumps([doc_ids, owner]))
 
 
+class FixedTokens:
+    """``name -> token`` by a rule (``--url`` mode); documents are not shared."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __call__(self, name: str) -> str:
+        return self.rule(name)
+
+    def share(self, doc_ids: list[str], owner: str) -> None:
+        pass
+
+
+def url_tokens(args):
+    """The tokens of ``--url`` mode (see the module docstring)."""
+    if args.tokens_file:
+        table = json.loads(Path(args.tokens_file).read_text())
+        return FixedTokens(lambda name: table.get(name) or table["*"])
+    if args.token:
+        return FixedTokens(lambda name: args.token)
+    if args.token_prefix is not None:
+        return FixedTokens(lambda name: args.token_prefix + name)
+    if args.permissions == "default":
+        if not args.database_url:
+            sys.exit("--permissions default with --url needs the server's --database-url")
+        tokens = Tokens("default", args.database_url)
+        tokens.prepare(names_for(args))
+        return tokens
+    return FixedTokens(lambda name: f"valid-{name}")
+
+
 def django_env(database_url: str | None) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.e2e_settings"}
     if database_url:
@@ -160,288 +196,52 @@ def django_shell(script: str, database_url: str | None, stdin: str = "") -> str:
     return result.stdout
 
 
-def doc_name(tag: str) -> str:
-    return f"bench-{tag}-{time.time_ns()}"
-
-
-# -- scenarios ------------------------------------------------------------------
-
-
-async def connect_all(session, url, tokens, names) -> list[Client]:
-    clients = [Client(session, url, tokens(name), name) for name in names]
-    await asyncio.gather(*(c.connect() for c in clients))
-    return clients
-
-
-async def close_all(clients) -> None:
-    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-
-
-async def closed_loop(session, url, tokens, names, seconds, whole: bool) -> dict:
-    clients = await connect_all(session, url, tokens, names)
-    counts = [0] * len(clients)
-    gaps = 0
-    start = asyncio.Event()
-
-    async def loop(i: int, c: Client) -> None:
-        nonlocal gaps
-        doc = doc_name(f"own{i}")
-        serialized = WHOLE_DOC if whole else None
-        # A write creates the document (reading a missing one is refused).
-        clock = (await c.request(doc, [["init"]], 0, serialized))["data"]["clock"]
-        await start.wait()
-        while time.perf_counter() < stop:
-            res = (await c.request(doc, [["op", clock]], clock, serialized))["data"]
-            gaps += res["clock"] != clock + 1 or bool(res["operations"])
-            clock = res["clock"]
-            counts[i] += 1
-
-    tasks = [asyncio.ensure_future(loop(i, c)) for i, c in enumerate(clients)]
-    await asyncio.sleep(0.5)  # every client has its document
-    stop = time.perf_counter() + seconds
-    start.set()
-    await asyncio.gather(*tasks)
-    await close_all(clients)
-    return {"value": round(sum(counts) / seconds), "unit": "syncs/s", "clock_errors": gaps}
-
-
-async def solo(session, url, tokens, args) -> dict:
-    c = Client(session, url, tokens("solo"), "solo")
-    await c.connect()
-    doc = doc_name("solo")
-    clock = (await c.request(doc, [["init"]], 0))["data"]["clock"]
-    latencies = []
-    stop = time.perf_counter() + args.seconds
-    while time.perf_counter() < stop:
-        t0 = time.perf_counter()
-        clock = (await c.request(doc, [["op", clock]], clock))["data"]["clock"]
-        latencies.append(time.perf_counter() - t0)
-    await c.close()
-    return {
-        "value": round(len(latencies) / args.seconds),
-        "unit": "syncs/s",
-        "p50_ms": round(pct(latencies, 0.5) * 1e3, 2),
-        "p99_ms": round(pct(latencies, 0.99) * 1e3, 2),
-    }
-
-
-async def many(session, url, tokens, args) -> dict:
-    names = [f"m{i}" for i in range(args.clients)]
-    return await closed_loop(session, url, tokens, names, args.seconds, whole=False)
-
-
-async def many_whole(session, url, tokens, args) -> dict:
-    names = [f"m{i}" for i in range(args.clients)]
-    return await closed_loop(session, url, tokens, names, args.seconds, whole=True)
-
-
-class Replica:
-    """A client's copy of a shared document, synced like the official client.
-
-    At most one sync in flight; operations made meanwhile wait for the next
-    one; a ``dirty`` during a sync makes another sync follow it.
-    """
-
-    def __init__(self, client: Client, doc: str):
-        self.client, self.doc = client, doc
-        self.clock = 0
-        self.seen: list = []  # every operation value this replica holds, in order
-        self.unsent: list = []
-        self.acked: list = []
-        self.busy = False
-        self.again = False
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.error: str | None = None
-        self.timeouts = 0
-        self.pulled_at: list[tuple[float, int]] = []
-        self.client.on_dirty = self.schedule
-
-    def schedule(self) -> None:
-        if self.busy:
-            self.again = True
-            return
-        self.busy = True
-        self.idle.clear()
-        asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                self.again = False
-                ops, self.unsent = self.unsent, []
-                try:
-                    res = await self.client.request(self.doc, ops, self.clock)
-                except TimeoutError:
-                    res = {"error": "no ack within 30 s"}
-                    self.timeouts += 1
-                if "error" in res:
-                    self.error = json.dumps(res["error"])
-                    self.unsent = ops + self.unsent
-                    await asyncio.sleep(0.05)
-                    self.again = True
-                else:
-                    data = res["data"]
-                    self.seen.extend(data["operations"])
-                    self.seen.extend(ops)
-                    self.acked.extend(ops)
-                    self.clock = data["clock"]
-                    self.pulled_at.append((time.perf_counter(), self.clock))
-                if not (self.again or self.unsent):
-                    break
-        finally:
-            self.busy = False
-            self.idle.set()
-
-    def write(self, op) -> None:
-        self.unsent.append(op)
-        self.schedule()
-
-
-class DirtyClient(Client):
-    """Calls ``on_dirty`` on each ``dirty``."""
-
-    on_dirty = None
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = msg.data
-            if data == "2":
-                await self.ws.send_str("3")
-            elif data.startswith("43"):
-                i = 2
-                while data[i].isdigit():
-                    i += 1
-                fut = self.waiters.pop(int(data[2:i]), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(data[i:])
-            elif data.startswith('42["dirty"'):
-                self.dirty_at.append(time.perf_counter())
-                if self.on_dirty is not None:
-                    self.on_dirty()
-
-
-async def replicas(session, url, tokens, names, tag) -> tuple[list[Replica], str]:
-    doc = doc_name(tag)
-    tokens.share([doc], names[0])
-    clients = [DirtyClient(session, url, tokens(n), n) for n in names]
-    await asyncio.gather(*(c.connect() for c in clients))
-    reps = [Replica(c, doc) for c in clients]
-    for r in reps:  # subscribe
-        r.schedule()
-    await asyncio.gather(*(r.idle.wait() for r in reps))
-    return reps, doc
-
-
-async def fanout(session, url, tokens, args) -> dict:
-    names = ["writer"] + [f"r{i}" for i in range(args.clients)]
-    reps, doc = await replicas(session, url, tokens, names, "fanout")
-    writer, readers = reps[0], reps[1:]
-    dirty, delivered = [], []
-    for round_ in range(args.rounds):
-        for r in readers:
-            r.client.dirty_at.clear()
-        writer.write(["w", round_])
-        await writer.idle.wait()
-        acked, target = time.perf_counter(), writer.clock
-        deadline = acked + 30
-        while any(r.clock < target for r in readers) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.001)
-        for r in readers:
-            if r.client.dirty_at:
-                dirty.append(r.client.dirty_at[0] - acked)
-            got = [t for t, clock in r.pulled_at if clock >= target]
-            if got:
-                delivered.append(got[0] - acked)
-    await asyncio.gather(*(r.idle.wait() for r in reps))
-    lost = sum(len([op for op in writer.acked if op not in r.seen]) for r in readers)
-    await close_all([r.client for r in reps])
-    return {
-        "value": round(pct(delivered, 0.5) * 1e3, 1),
-        "unit": "ms p50 to op delivered",
-        "dirty_p50_ms": round(pct(dirty, 0.5) * 1e3, 1),
-        "delivered_p99_ms": round(pct(delivered, 0.99) * 1e3, 1),
-        "lost": lost,
-    }
-
-
-async def hot(session, url, tokens, writers: int, ops: int) -> dict:
-    names = [f"h{i}" for i in range(writers)]
-    reps, doc = await replicas(session, url, tokens, names, f"hot{writers}")
-    t0 = time.perf_counter()
-
-    async def typist(i: int, r: Replica) -> None:
-        for n in range(ops):
-            r.write(f"{i}:{n}")
-            await asyncio.sleep(0)  # type the next one while the sync is in flight
-            while r.unsent or r.busy:
-                await r.idle.wait()
-
-    await asyncio.wait_for(asyncio.gather(*(typist(i, r) for i, r in enumerate(reps))), 300)
-    elapsed = time.perf_counter() - t0
-    for r in reps:  # everyone catches up
-        r.schedule()
-    await asyncio.gather(*(r.idle.wait() for r in reps))
-    acked = [op for r in reps for op in r.acked]
-    fresh = DirtyClient(session, url, tokens(names[0]), "fresh")
-    await fresh.connect()
-    final = (await fresh.request(doc, [], 0))["data"]["operations"]
-    await close_all([fresh, *(r.client for r in reps)])
-    in_log = set(final)
-    views_lost = sum(len(set(acked) - set(r.seen)) for r in reps)
-    views_dup = sum(len(r.seen) - len(set(r.seen)) for r in reps)
-    return {
-        "value": round(len(acked) / elapsed),
-        "unit": "ops/s",
-        "acked": len(acked),
-        "lost": len(set(acked) - in_log),
-        "duplicated": len(final) - len(in_log),
-        "lost_in_views": views_lost,
-        "duplicated_in_views": views_dup,
-        "clients_with_errors": sum(r.error is not None for r in reps),
-        "timeouts": sum(r.timeouts for r in reps),
-    }
-
-
-async def hot20(session, url, tokens, args) -> dict:
-    return await hot(session, url, tokens, 20, 40)
-
-
-async def hot120(session, url, tokens, args) -> dict:
-    return await hot(session, url, tokens, 120, 5)
-
-
-async def connects(session, url, tokens, args) -> dict:
-    names = [f"c{i}" for i in range(args.idle)]
-    clients = [Client(session, url, tokens(n), n) for n in names]
-    t0 = time.perf_counter()
-    for c in clients:
-        await c.connect()
-    elapsed = time.perf_counter() - t0
-    await close_all(clients)
-    return {"value": round(elapsed * 1e3), "unit": "ms"}
-
-
-def names_for(args) -> list[str]:
-    names = ["solo", "writer", "fresh"]
-    names += [f"m{i}" for i in range(args.clients)] + [f"r{i}" for i in range(args.clients)]
-    names += [f"h{i}" for i in range(120)] + [f"c{i}" for i in range(args.idle)]
-    return names
-
-
 # -- driver -----------------------------------------------------------------------
 
 
-def machine() -> dict:
-    info = {"scenario": "machine", "cpus": os.cpu_count(), "python": platform.python_version()}
+def machine(args, configs: list[str]) -> dict:
+    info = {"scenario": "machine", "cpus": os.cpu_count()}
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
+        with open("/proc/meminfo") as f:
+            info["mem_mb"] = int(f.readline().split()[1]) // 1024
+    except (OSError, StopIteration, ValueError, IndexError):
         pass
-    info["loadavg"] = os.getloadavg()
+    info["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    info["python"] = platform.python_version()
+    info["os"] = f"{platform.system()} {platform.release()}"
+    uses_db = any(not c.startswith("memory:") for c in configs) or bool(
+        args.url and args.database_url
+    )
+    if uses_db:
+        info["postgres"] = postgres_version(args.database_url or BENCH_DATABASE)
+    if args.url:
+        info["server"] = f"running at {args.url} (not started by the suite)"
+    else:
+        info["server"] = "uvicorn, one process per config (tests.e2e_asgi)"
+        info["squash_threshold"] = args.squash_threshold
     info["note"] = "load generator, server and database share these cores"
     return info
+
+
+def postgres_version(url: str) -> str | None:
+    import psycopg
+
+    from docsync.utils import database_from_url
+
+    config = database_from_url(url)
+    try:
+        with psycopg.connect(
+            host=config["HOST"],
+            port=config["PORT"] or 5432,
+            user=config["USER"],
+            dbname="postgres",
+            connect_timeout=5,
+        ) as conn:
+            return conn.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error:
+        return None
 
 
 def server_env(config: str, args) -> dict[str, str]:
@@ -453,27 +253,33 @@ def server_env(config: str, args) -> dict[str, str]:
         E2E_AUTHENTICATE=AUTHENTICATE[permissions],
         E2E_SQUASH_THRESHOLD=str(args.squash_threshold),
     )
+    if args.squash_threshold:  # squashing needs the document type's binding
+        env["E2E_BINDINGS"] = json.dumps({"doc": "tests.bindings.ListBinding"})
     return env
 
 
-async def run_config(config: str, args, tokens: Tokens, port: int) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/socket.io/"
+async def run_scenarios(config: str, url: str, args, tokens, pid: int | None = None) -> list[dict]:
     results = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        for name in args.only or SCENARIOS:
-            t0 = time.perf_counter()
+        for name in args.only or DEFAULT:
+            t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
             try:
-                result = await globals()[name](session, url, tokens, args)
+                result = await SCENARIOS[name](session, url, tokens, args)
             except Exception as exc:  # noqa: BLE001  (report and go on)
                 result = {"value": None, "error": f"{exc.__class__.__name__}: {exc}"}
             line = {"config": config, "scenario": name, **result}
             line["took_s"] = round(time.perf_counter() - t0, 1)
+            if pid:
+                cpu = cpu_seconds(pid) - cpu0
+                line["server_cpu_s"] = round(cpu, 2)
+                if result.get("count"):
+                    line["server_cpu_us_per_op"] = round(cpu / result["count"] * 1e6)
             print(json.dumps(line), flush=True)
             results.append(line)
     return results
 
 
-def main() -> None:
+def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -481,16 +287,53 @@ def main() -> None:
     parser.add_argument("--only", type=lambda s: s.split(","), help=f"of {','.join(SCENARIOS)}")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument(
-        "--database-url", default="postgres://postgres@127.0.0.1:5432/docsync_bench"
+        "--database-url", help=f"PostgreSQL for the servers (default {BENCH_DATABASE})"
+    )
+    parser.add_argument(
+        "--port", type=int, help="first port of the started servers (default: free ports)"
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--idle", type=int, default=500)
+    parser.add_argument("--laggards", type=int, default=1)
+    parser.add_argument(
+        "--lag-ms", type=float, default=200, help="a laggard's wait before each sync"
+    )
+    parser.add_argument(
+        "--stall-ms", type=float, default=500, help="a laggard's read stall, once a second"
+    )
     parser.add_argument("--squash-threshold", type=int, default=0)
+    remote = parser.add_argument_group("a running server (--url)")
+    remote.add_argument("--url", help="http://host:port/socket.io/ of a running server")
+    remote.add_argument("--label", default="url", help="the config name in the lines")
+    remote.add_argument("--permissions", choices=["allow", "default"], default="allow")
+    remote.add_argument("--token-prefix", help="client <name>'s token is <prefix><name>")
+    remote.add_argument("--token", help="one token for every client")
+    remote.add_argument("--tokens-file", help='JSON {"<name>": token, "*": token}')
     args = parser.parse_args()
+    for name in args.only or []:
+        if name not in SCENARIOS:
+            parser.error(f"unknown scenario {name!r}; scenarios: {', '.join(SCENARIOS)}")
+    if args.laggards < 1:
+        parser.error("--laggards must be at least 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.url:
+        print(json.dumps(machine(args, [])), flush=True)
+        tokens = url_tokens(args)
+        table: dict[tuple[str, str], list] = {}
+        for _ in range(args.repeat):
+            for line in asyncio.run(run_scenarios(args.label, args.url, args, tokens)):
+                table.setdefault((line["scenario"], args.label), []).append(line["value"])
+        print(json.dumps({"scenario": "medians", **summary(table)}), flush=True)
+        return
+    args.database_url = args.database_url or BENCH_DATABASE
     configs = args.configs.split(",")
-    print(json.dumps(machine()), flush=True)
+    print(json.dumps(machine(args, configs)), flush=True)
     if any(not c.startswith("memory:") for c in configs):
         ensure_database(args.database_url)
     tokens = {}
@@ -501,22 +344,25 @@ def main() -> None:
             tokens[permissions].prepare(names_for(args))
     from tests.liveserver import free_port
 
-    table: dict[tuple[str, str], list] = {}
-    for _ in range(args.repeat):
-        for config in configs:
-            port = free_port()
-            proc = start_server("uvicorn", port, server_env(config, args))
-            try:
-                results = asyncio.run(run_config(config, args, tokens[config.split(":")[1]], port))
-            finally:
-                proc.terminate()
-                proc.wait()
-            for line in results:
-                table.setdefault((line["scenario"], config), []).append(line["value"])
-    print(json.dumps({"scenario": "medians", **summary(table, configs)}), flush=True)
+    table = {}
+    for n in range(args.repeat * len(configs)):
+        config = configs[n % len(configs)]
+        port = args.port + n % 100 if args.port else free_port()
+        proc = start_server("uvicorn", port, server_env(config, args))
+        url = f"http://127.0.0.1:{port}/socket.io/"
+        try:
+            results = asyncio.run(
+                run_scenarios(config, url, args, tokens[config.split(":")[1]], proc.pid)
+            )
+        finally:
+            proc.terminate()
+            proc.wait()
+        for line in results:
+            table.setdefault((line["scenario"], config), []).append(line["value"])
+    print(json.dumps({"scenario": "medians", **summary(table)}), flush=True)
 
 
-def summary(table, configs) -> dict:
+def summary(table) -> dict:
     out = {}
     for (scenario, config), values in table.items():
         values = [v for v in values if v is not None]
