@@ -106,3 +106,13 @@ def test_drop_forgets():
     tails.learned(DOC, record(1), 0, batches(1, 1))
     tails.drop(DOC)
     assert pulled(tails, 0) is None
+
+
+def test_tails_no_longer_confirmed_are_forgotten(monkeypatch):
+    tails = Tails(ttl=1.0)
+    tails.learned("a", record(1), 0, batches(1, 1))
+    tails.learned("b", record(1), 0, batches(1, 1))
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 2)
+    tails.learned("c", record(1), 0, batches(1, 1))
+    assert len(tails) == 1 and tails.pull("c", "list", 0, False) is not None

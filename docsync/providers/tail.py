@@ -25,7 +25,8 @@ It stays exact:
   a ``dirty`` lost on the way (the channel layer down) delays a pull by at
   most that long, as it would delay the ``dirty`` itself.
 
-Bounded: at most ``max_docs`` documents (least recently used go first) and
+Bounded: at most ``max_docs`` documents (least recently used go first, and
+those not confirmed for ``ttl`` as soon as another document is learned) and
 ``max_batches`` batches each (the oldest go first).
 """
 
@@ -52,7 +53,7 @@ class _Tail:
 class Tails:
     """Per document, the newest batches of its log (see the module docstring)."""
 
-    def __init__(self, max_docs: int = 1000, max_batches: int = 256, ttl: float = 1.0) -> None:
+    def __init__(self, max_docs: int = 1000, max_batches: int = 64, ttl: float = 1.0) -> None:
         self.max_docs = max_docs
         self.max_batches = max_batches
         self.ttl = ttl
@@ -105,6 +106,9 @@ class Tails:
             self._tails.move_to_end(doc_id)
             while len(self._tails) > self.max_docs:
                 self._tails.popitem(last=False)
+            # Tails no longer confirmed are of no use: the oldest go first.
+            while now - next(iter(self._tails.values())).confirmed > self.ttl:
+                self._tails.popitem(last=False)  # never the one just learned
 
     def heard(self, doc_id: str, clock: int | None) -> None:
         """``dirty``: ``doc_id`` reached ``clock`` (``None``: unknown, drop the tail)."""
