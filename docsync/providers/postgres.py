@@ -57,6 +57,7 @@ from ..outage import StorageOutage, connection_lost
 from .base import Batch, DocRecord, Mode, Origin, SyncStep, prefix_digests
 from .groupcommit import AsyncGroupCommit, GroupCommit, Outcome
 from .orm import ORMProvider, ORMTransaction
+from .pgasync import LoopConnections
 from .tail import Tails
 
 logger = logging.getLogger(__name__)
@@ -261,6 +262,23 @@ Rows = list[tuple[Any, ...]]
 WRITE_ROLES = sorted(role for role, perms in ROLE_PERMISSIONS.items() if "change_document" in perms)
 
 
+def _group_columns(group: Sequence[tuple[Any, ...]]) -> tuple[list[int], list[list[Any]]]:
+    """The group's order (by document id: groups never deadlock) and its parameter arrays."""
+    order = sorted(range(len(group)), key=lambda i: group[i][0])
+    columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
+    for column in (-3, -1):  # arrays of arrays must be rectangular: joined
+        columns[column] = [None if p is None else " ".join(p) for p in columns[column]]
+    return order, columns
+
+
+def _split_rows(rows: Rows, order: list[int], size: int) -> list[Rows]:
+    """The group function's rows, per item of the group as it was submitted."""
+    per_item: list[Rows] = [[] for _ in range(size)]
+    for item, *row in rows:
+        per_item[order[item - 1]].append(tuple(row))
+    return per_item
+
+
 def _group_clause(model: Any, quote: Any) -> str:
     """SQL: the share's group is one of ``v_user``'s (nothing when users have no groups)."""
     try:
@@ -291,7 +309,12 @@ class PostgresProvider(ORMProvider):
     atomic_writes = True
 
     def __init__(
-        self, *, group_commit: int = 32, tail_documents: int = 1000, **options: Any
+        self,
+        *,
+        group_commit: int = 32,
+        tail_documents: int = 1000,
+        loop_connection: bool = True,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
         for name, value, least in (
@@ -312,6 +335,11 @@ class PostgresProvider(ORMProvider):
         self._async_groups: AsyncGroupCommit[tuple[Any, ...], Rows] = AsyncGroupCommit(
             self._run_group_async, group_commit
         )
+        #: Group commits from the event loop run on its own connection (no thread hop).
+        self._async: LoopConnections | None = (
+            LoopConnections(self.using, NEVER_AUTOMATICALLY) if loop_connection else None
+        )
+        self._ready: set[str] = set()
         self._installed: set[str] = set()
         self._install_lock = threading.Lock()
         self._users: dict[str, str | None] = {}
@@ -476,33 +504,58 @@ class PostgresProvider(ORMProvider):
         return self._groups.submit(params)
 
     async def _run_group_async(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
-        outcomes = await hop(False, self._run_group, group)
-        for outcome in outcomes:
-            if isinstance(outcome.error, StorageUnavailable):
-                StorageOutage.failed(outcome.error)
-                break
+        """:meth:`_run_group` on the event loop's own connection (no thread hop)."""
+        if self._async is None:
+            return await hop(False, self._run_group, group)
+        if self.using not in self._ready:  # the functions: installed on the thread path
+            await hop(False, self._raw_connection, connections[self.using])
+            self._ready.add(self.using)
+        outcomes = await self._run_group_on_loop(group)
+        lost = next((o.error for o in outcomes if isinstance(o.error, StorageUnavailable)), None)
+        if lost is not None:
+            StorageOutage.failed(lost)
+        else:
+            StorageOutage.succeeded()
+        return outcomes
+
+    async def _run_group_on_loop(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+        assert self._async is not None
+        execute = self._async.execute
+        if len(group) > 1:
+            order, columns = _group_columns(group)
+            try:
+                rows = await execute(GROUP_SQL, columns, "a group", quiet=True)
+            except StorageUnavailable as exc:
+                return [Outcome(error=exc) for _ in group]
+            except StorageError:  # nothing of the group was stored: each on its own
+                pass
+            else:
+                for params in group:
+                    changes.note(self.using, params[0])  # for webhooks: committed
+                return [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
+        outcomes: list[Outcome[Rows]] = []
+        for params in group:
+            try:
+                outcomes.append(Outcome(value=await execute(WRITE_SQL, params, params[0])))
+                changes.note(self.using, params[0])
+            except (StorageError, StorageUnavailable) as exc:
+                outcomes.append(Outcome(error=exc))
         return outcomes
 
     def _run_group(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
         """Run the writes of ``group`` in one transaction (on this thread's connection)."""
         if len(group) == 1:
             return [self._run_alone(group[0])]
-        order = sorted(range(len(group)), key=lambda i: group[i][0])  # by document id
-        columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
-        for column in (-3, -1):  # arrays of arrays must be rectangular: joined
-            columns[column] = [None if p is None else " ".join(p) for p in columns[column]]
+        order, columns = _group_columns(group)
         try:
             rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
         except StorageUnavailable as exc:
             return [Outcome(error=exc) for _ in group]
         except StorageError:  # nothing of the group was stored: each on its own
             return [self._run_alone(params) for params in group]
-        per_item: list[Rows] = [[] for _ in group]
-        for item, *row in rows:
-            per_item[order[item - 1]].append(tuple(row))
         for params in group:
             changes.note(self.using, params[0])  # for webhooks: committed
-        return [Outcome(value=item_rows) for item_rows in per_item]
+        return [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
 
     def _run_alone(self, params: tuple[Any, ...]) -> Outcome[Rows]:
         try:
