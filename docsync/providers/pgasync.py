@@ -71,11 +71,15 @@ class LoopConnections:
     async def _connect(self) -> Any:
         import psycopg
 
-        params = connections[self.using].get_connection_params()
+        connection = connections[self.using]
+        params = connection.get_connection_params()
         for name in _DJANGO_ONLY:
             params.pop(name, None)
+        # An explicit OPTIONS["prepare_threshold"] (PgBouncer) holds here too.
+        options = connection.settings_dict.get("OPTIONS", {})
+        threshold = options.get("prepare_threshold", self.prepare_threshold)
         return await psycopg.AsyncConnection.connect(
-            **params, autocommit=True, prepare_threshold=self.prepare_threshold
+            **params, autocommit=True, prepare_threshold=threshold
         )
 
     def _discard(self, loop: asyncio.AbstractEventLoop) -> None:
