@@ -237,11 +237,15 @@ async def test_coroutines_queued_behind_a_group_run_as_the_next_group():
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("loop_connection", [True, False], ids=["loop", "threads"])
 @django_db_on("postgres", transaction=True)
-async def test_writes_from_the_event_loop_share_transactions_and_stay_in_order(provider):
+async def test_writes_from_the_event_loop_share_transactions_and_stay_in_order(loop_connection):
     """60 concurrent writes of 3 documents from one event loop, each from
     clock 0: clocks gap-free per document, each write answered with exactly
-    the batches before its own, and far fewer transactions than writes."""
+    the batches before its own, and far fewer transactions than writes; on
+    the loop's own connection or in a database thread."""
+    require_database("postgres")
+    provider = PostgresProvider(using="postgres", loop_connection=loop_connection)
     writes = [(f"loop{i % 3}", i) for i in range(60)]
 
     async def write(doc: str, i: int):

@@ -326,6 +326,10 @@ class PostgresProvider(ORMProvider):
                     f"PostgresProvider's {name} must be a whole number of at least {least}, "
                     f"not {value!r}."
                 )
+        if not isinstance(loop_connection, bool):
+            raise ImproperlyConfigured(
+                f"PostgresProvider's loop_connection must be True or False, not {loop_connection!r}."
+            )
         self.group_commit = group_commit
         #: The newest batches of the documents being worked on (``docsync.providers.tail``).
         self.tails = Tails(max_docs=tail_documents) if tail_documents else None
