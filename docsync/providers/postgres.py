@@ -328,7 +328,8 @@ class PostgresProvider(ORMProvider):
                 )
         if not isinstance(loop_connection, bool):
             raise ImproperlyConfigured(
-                f"PostgresProvider's loop_connection must be True or False, not {loop_connection!r}."
+                "PostgresProvider's loop_connection must be True or False, "
+                f"not {loop_connection!r}."
             )
         self.group_commit = group_commit
         #: The newest batches of the documents being worked on (``docsync.providers.tail``).
