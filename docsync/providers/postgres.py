@@ -513,7 +513,7 @@ class PostgresProvider(ORMProvider):
         if self._async is None:
             return await hop(False, self._run_group, group)
         if self.using not in self._ready:  # the functions: installed on the thread path
-            await hop(False, self._raw_connection, connections[self.using])
+            await hop(False, self._connect_here)
             self._ready.add(self.using)
         outcomes = await self._run_group_on_loop(group)
         lost = next((o.error for o in outcomes if isinstance(o.error, StorageUnavailable)), None)
@@ -600,6 +600,10 @@ class PostgresProvider(ORMProvider):
             else:
                 logger.exception("Database error on document %r", doc_id)
             raise StorageError() from exc
+
+    def _connect_here(self) -> None:
+        """Connect this thread's connection (installing the functions if needed)."""
+        self._raw_connection(connections[self.using])
 
     def _raw_connection(self, connection: Any) -> Any:
         if connection.vendor != "postgresql":
