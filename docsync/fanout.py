@@ -15,6 +15,7 @@ reaches connections opened before a Redis restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -23,7 +24,6 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 
 from . import metrics
 
@@ -78,7 +78,19 @@ async def rejoin_groups() -> int:
 
 
 class FanOutMixin(AsyncConsumer):
-    """Fault-tolerant ``group_*`` helpers and receive loop for a consumer."""
+    """Fault-tolerant ``group_*`` helpers and receive loop for a consumer.
+
+    The handlers get every message from one inbox, in arrival order: the
+    client's (read ahead by a task of their own, at most
+    :attr:`read_ahead_limit` waiting) and the channel layer's (taken one at a
+    time: the next is received once the handler of the last returned, as
+    Channels' ``await_many_dispatch`` does). One queue and two long-lived
+    readers instead of Channels' loop, which starts a task per message and
+    an ``asyncio.wait`` over both sources each time.
+    """
+
+    #: Client messages read ahead of the handlers; past this the client is not read from.
+    read_ahead_limit = 1
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.scope = scope
@@ -88,13 +100,19 @@ class FanOutMixin(AsyncConsumer):
         self._group_added: dict[str, float] = {}
         self._task = asyncio.current_task()
         self._stopping = False
-        sources = [self.read_ahead(receive)]
+        # (message, from the layer) in arrival order; rooms bound each source.
+        self._inbox: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self._client_room = asyncio.Semaphore(self.read_ahead_limit)
+        self._layer_room = asyncio.Semaphore(1)
+        loop = asyncio.get_running_loop()
+        self._reader: asyncio.Task[None] | None = loop.create_task(self.read_ahead(receive))
+        layer_reader = None
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
-            sources.append(self._layer_receive)
+            layer_reader = loop.create_task(self._read_layer())
             _live.add(self)
         try:
-            await await_many_dispatch(sources, self.dispatch)
+            await self._dispatch_inbox()
         except StopConsumer:
             pass
         except asyncio.CancelledError:
@@ -108,13 +126,43 @@ class FanOutMixin(AsyncConsumer):
         finally:
             _live.discard(self)
             self.stop_reading()
+            if layer_reader is not None:
+                layer_reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await layer_reader
 
-    def read_ahead(self, receive: Any) -> Any:
-        """The receive callable the handlers are fed from (``receive`` itself here)."""
-        return receive
+    async def _dispatch_inbox(self) -> None:
+        inbox, dispatch = self._inbox, self.dispatch
+        client_room, layer_room = self._client_room, self._layer_room
+        while True:
+            message, from_layer = await inbox.get()
+            if not from_layer:
+                client_room.release()  # room for the next one as soon as it is taken
+                await dispatch(message)
+                continue
+            try:
+                await dispatch(message)
+            finally:
+                layer_room.release()
+
+    async def queue_client_message(self, message: dict[str, Any]) -> None:
+        """Queue a client message for the handlers (waits while the inbox holds
+        :attr:`read_ahead_limit` of them)."""
+        await self._client_room.acquire()
+        self._inbox.put_nowait((message, False))
+
+    async def read_ahead(self, receive: Any) -> None:
+        """Read the client into the inbox (a task of its own) until it disconnects."""
+        while True:
+            message = await receive()
+            await self.queue_client_message(message)
+            if message["type"] == "websocket.disconnect":
+                return
 
     def stop_reading(self) -> None:
-        """The consumer is done: stop what :meth:`read_ahead` started."""
+        """The consumer is done: stop reading the client."""
+        if self._reader is not None:
+            self._reader.cancel()
 
     def stop_consumer(self) -> None:
         """Stop this consumer from another task (its connection is over)."""
@@ -124,6 +172,12 @@ class FanOutMixin(AsyncConsumer):
 
     async def on_server_stop(self) -> None:
         """Called when the ASGI server cancels this connection on shutdown."""
+
+    async def _read_layer(self) -> None:
+        room, inbox = self._layer_room, self._inbox
+        while True:
+            await room.acquire()  # the last one was handled
+            inbox.put_nowait((await self._layer_receive(), True))
 
     async def _layer_receive(self) -> dict[str, Any]:
         delay = 0.1

@@ -78,6 +78,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
     #: The server served: ``as_asgi(server=...)``, or set on a subclass; the
     #: default server of the settings (``docsync.default``) when neither is.
     server: DocSyncServer
+    read_ahead_limit = READ_AHEAD
 
     def __init__(self, server: DocSyncServer | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -98,18 +99,12 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._held_bytes = 0
         self._writer: asyncio.Task[Any] | None = None  # the task inside base_send
         self._abandoned = False
-        self._reader: asyncio.Task[None] | None = None
         self._end_when_idle: tuple[str, int] | None = None  # drop(): after this request
 
     # -- Channels plumbing ---------------------------------------------------
 
-    def read_ahead(self, receive: Any) -> Any:
+    async def read_ahead(self, receive: Any) -> None:
         """Read the client in a task of its own; pongs are taken at once."""
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(READ_AHEAD)
-        self._reader = asyncio.get_running_loop().create_task(self._read(receive, inbox))
-        return inbox.get
-
-    async def _read(self, receive: Any, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             try:
                 message = await receive()
@@ -120,13 +115,9 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
                 if self.closing or not self._pong_seen():
                     continue
                 message = _RELEASE  # frames held for this pong go out in the handlers' order
-            await inbox.put(message)
+            await self.queue_client_message(message)
             if message["type"] == "websocket.disconnect":
                 return
-
-    def stop_reading(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
 
     async def eio_release(self, message: dict[str, Any]) -> None:
         await self._release_held()
