@@ -123,13 +123,34 @@ def _is_binary(data: Any) -> bool:
     return any(isinstance(item, BINARY_TYPES) for item in _containers(data))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def count_attachments(data: Any) -> int:
     """How many binary attachments ``data`` makes when sent."""
     if isinstance(data, BINARY_TYPES):
         return 1
     if not isinstance(data, list | dict):
         return 0
-    return sum(isinstance(item, BINARY_TYPES) for item in _containers(data))
+    # _containers, unrolled: this runs over every operation of each response.
+    stack: list[Any] = [data]
+    count, scalars = 0, _SCALARS
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is list:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.values())
+        elif isinstance(item, BINARY_TYPES):
+            count += 1
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return count
 
 
 class Packet(sio.Packet):
@@ -185,12 +206,24 @@ def _frames(packet: Packet) -> list[str | bytes]:
 
 def encode_event(name: str, data: Any) -> list[str | bytes]:
     """Frames of a server-to-client EVENT (BINARY_EVENT when data holds bytes)."""
-    return _frames(Packet(EVENT, [name, data]))
+    try:
+        # What Packet.encode writes for data without bytes (JSON refuses
+        # bytes: those go the Packet's way, as attachments).
+        return [_EVENT_PREFIX + _dumps([name, data])]
+    except TypeError:
+        return _frames(Packet(EVENT, [name, data]))
 
 
 def encode_ack(ack_id: int, response: Any) -> list[str | bytes]:
     """Frames of an ACK (BINARY_ACK when the response holds bytes)."""
-    return _frames(Packet(ACK, [response], id=ack_id))
+    try:
+        return [f"{_ACK_PREFIX}{ack_id}{_dumps([response])}"]
+    except TypeError:
+        return _frames(Packet(ACK, [response], id=ack_id))
+
+
+_EVENT_PREFIX = EIO_MESSAGE + str(EVENT)
+_ACK_PREFIX = EIO_MESSAGE + str(ACK)
 
 
 def _text_frame(packet: Packet) -> str:
@@ -233,6 +266,10 @@ def decode_packet(text: str, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Pack
     if not text or text[0] not in "0123456":
         raise ProtocolError(f"Unknown Socket.IO packet type {text[:1]!r}")
     try:
+        if text[0] == "2":
+            packet = _decode_event(text, max_depth)
+            if packet is not None:
+                return packet
         packet = _client_packet(max_depth)(encoded_packet=text)
         if packet.attachment_count:
             # Putting the attachments in place recurses through the data:
@@ -247,6 +284,29 @@ def decode_packet(text: str, max_depth: int = payload.DEFAULT_MAX_DEPTH) -> Pack
         raise
     except (ValueError, TypeError) as exc:
         raise ProtocolError(f"Malformed Socket.IO packet: {exc}") from exc
+
+
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def _decode_event(text: str, max_depth: int) -> Packet | None:
+    """An EVENT without namespace or attachments (``2<ack id>[...]``), decoded
+    as ``Packet.decode`` would; ``None`` for any other shape (left to it)."""
+    end, digits = len(text), _ASCII_DIGITS
+    i = 1
+    while i < end and text[i] in digits:
+        i += 1
+    if i > 16 or i == end or text[i] != "[":
+        return None
+    cls = _client_packet(max_depth)
+    packet = cls.__new__(cls)
+    packet.packet_type = EVENT
+    packet.namespace = None
+    packet.id = int(text[1:i]) if i > 1 else None
+    packet.attachment_count = 0
+    packet.attachments = []
+    packet.data = payload.loads(text[i:], max_depth)
+    return packet
 
 
 @dataclass(frozen=True, slots=True)
