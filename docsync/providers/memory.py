@@ -3,7 +3,11 @@
 Nothing survives a restart and nothing is shared between processes. Each
 transaction holds the document's lock and works on a copy of its state,
 which replaces the stored one only when the block exits without an error, so
-a failed request leaves the document exactly as it was. A readonly
+a failed request leaves the document exactly as it was. The copy shares the
+stored lists until it changes one (copy on write); a batch appended to the
+log goes into the stored list itself, and is taken out again if the block
+fails (every transaction of a document holds its lock, so nothing else sees
+the stored list meanwhile): a write costs the same however long the log. A readonly
 transaction reads the stored state itself (nothing to copy), and never
 waits for more than another transaction's few statements: pulls take no
 lock of the server's (``unlocked_reads``).
@@ -13,8 +17,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -46,13 +49,19 @@ class _StoredDoc:
     history: list[BatchRecord] = field(default_factory=list)
     versions: list[VersionRecord] = field(default_factory=list)
 
-    def copy(self) -> _StoredDoc:
-        return replace(
-            self,
-            batches=list(self.batches),
-            commits=dict(self.commits),
-            history=list(self.history),
-            versions=list(self.versions),
+    def shallow_copy(self) -> _StoredDoc:
+        """A copy sharing this one's lists and dict (copy them before changing them)."""
+        return _StoredDoc(
+            self.doc_type,
+            self.serialized_doc,
+            self.clock,
+            self.latest_clock,
+            self.deleted,
+            self.owner_id,
+            self.batches,
+            self.commits,
+            self.history,
+            self.versions,
         )
 
 
@@ -60,8 +69,30 @@ class InMemoryTransaction(ProviderTransaction):
     def __init__(self, doc_id: str, mode: Mode, doc_type: str | None, doc: _StoredDoc | None):
         super().__init__(doc_id, mode, doc_type)
         # Readonly: nothing changes it, and the lock keeps writers out meanwhile.
-        self.doc = doc.copy() if doc is not None and mode != "readonly" else doc
+        self.doc = doc.shallow_copy() if doc is not None and mode != "readonly" else doc
         self.changed = False
+        # The stored state and its log's length (what a failed block restores).
+        self.stored = doc
+        self.stored_batches = len(doc.batches) if doc is not None else 0
+        # The containers of the stored state this copy made its own.
+        self._owned: set[str] = set()
+
+    def _own(self, name: str) -> Any:
+        """The ``name`` list or dict of the copy, copied first if still the stored one's."""
+        doc = self.doc
+        assert doc is not None
+        value = getattr(doc, name)
+        if name not in self._owned:
+            self._owned.add(name)
+            if self.stored is not None and value is getattr(self.stored, name):
+                value = type(value)(value)
+                setattr(doc, name, value)
+        return value
+
+    def rollback(self) -> None:
+        """The block failed: take out what was appended to the stored log."""
+        if self.stored is not None:
+            del self.stored.batches[self.stored_batches :]
 
     def get_serialized_doc(self, with_snapshot: bool = True) -> DocRecord | None:
         doc = self.doc
@@ -100,6 +131,7 @@ class InMemoryTransaction(ProviderTransaction):
         now = datetime.now(UTC)
         # Only who sent it (an Identity also holds the user object).
         who = Origin(origin.user_id, origin.device_id, origin.client_id)
+        # Into the stored list itself while the copy shares it (see rollback).
         doc.batches.append(BatchRecord(doc.latest_clock, list(operations), who, now))
         return doc.latest_clock
 
@@ -119,7 +151,7 @@ class InMemoryTransaction(ProviderTransaction):
 
     def archive_operations(self, up_to_clock: int) -> int:
         doc = self._writable_doc(None)
-        doc.history.extend(b for b in doc.batches if b.clock <= up_to_clock)
+        self._own("history").extend(b for b in doc.batches if b.clock <= up_to_clock)
         return self.delete_operations(up_to_clock)
 
     def save_version(
@@ -131,10 +163,11 @@ class InMemoryTransaction(ProviderTransaction):
         origin: Origin | None = None,
         restored_from: int | None = None,
     ) -> None:
-        doc = self._writable_doc(None)
+        self._writable_doc(None)
         now = datetime.now(UTC)
         version = VersionRecord(clock, kind, origin or Origin(), now, restored_from, serialized_doc)
-        doc.versions.insert(bisect.bisect_right(doc.versions, clock, key=_clock), version)
+        versions = self._own("versions")
+        versions.insert(bisect.bisect_right(versions, clock, key=_clock), version)
 
     def get_history(
         self,
@@ -175,7 +208,8 @@ class InMemoryTransaction(ProviderTransaction):
         return None if self.doc is None else self.doc.commits.get(client_id)
 
     def save_client_commit(self, client_id: str, commit: ClientCommit) -> None:
-        self._writable_doc(None).commits[client_id] = commit
+        self._writable_doc(None)
+        self._own("commits")[client_id] = commit
 
     def delete_doc(self) -> bool:
         if self.doc is None or self.doc.deleted:
@@ -212,15 +246,49 @@ class InMemoryProvider(BaseProvider):
         self._guard = threading.Lock()
 
     def _lock_for(self, doc_id: str) -> threading.Lock:
+        lock = self._locks.get(doc_id)
+        if lock is not None:
+            return lock
         with self._guard:
             return self._locks.setdefault(doc_id, threading.Lock())
 
-    @contextmanager
-    def transaction(
+    def transaction(  # type: ignore[override]  # a context manager, not a generator's
         self, mode: Mode, doc_id: str, *, doc_type: str | None = None
-    ) -> Iterator[InMemoryTransaction]:
-        with self._lock_for(doc_id):
-            tx = InMemoryTransaction(doc_id, mode, doc_type, self._docs.get(doc_id))
-            yield tx
-            if tx.changed and tx.doc is not None:
-                self._docs[doc_id] = tx.doc
+    ) -> AbstractContextManager[InMemoryTransaction]:
+        return _Transaction(self, mode, doc_id, doc_type)
+
+
+class _Transaction:
+    """``InMemoryProvider.transaction``: hold the document's lock, keep the
+    copy if the block succeeds, restore the stored log if it fails."""
+
+    __slots__ = ("provider", "mode", "doc_id", "doc_type", "lock", "tx")
+
+    def __init__(
+        self, provider: InMemoryProvider, mode: Mode, doc_id: str, doc_type: str | None
+    ) -> None:
+        self.provider, self.mode, self.doc_id, self.doc_type = provider, mode, doc_id, doc_type
+
+    def __enter__(self) -> InMemoryTransaction:
+        provider, doc_id = self.provider, self.doc_id
+        self.lock = lock = provider._lock_for(doc_id)
+        lock.acquire()
+        try:
+            self.tx = InMemoryTransaction(
+                doc_id, self.mode, self.doc_type, provider._docs.get(doc_id)
+            )
+        except BaseException:
+            lock.release()
+            raise
+        return self.tx
+
+    def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        tx = self.tx
+        try:
+            if kind is not None:
+                if tx.changed:
+                    tx.rollback()
+            elif tx.changed and tx.doc is not None:
+                self.provider._docs[self.doc_id] = tx.doc
+        finally:
+            self.lock.release()
