@@ -176,7 +176,7 @@ def prefix_digests(operations: list[Any]) -> list[str]:
 def _framed(value: Any) -> bytes:
     if isinstance(value, _BINARY):
         return b"b" + bytes(value)
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_hex)
+    text = _framed_json(value)
     return b"j" + text.encode("utf-8", "surrogatepass")
 
 
@@ -184,6 +184,11 @@ def _hex(value: Any) -> Any:
     if isinstance(value, _BINARY):
         return {"$bytes": bytes(value).hex()}
     raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# What json.dumps(ensure_ascii=False, separators=(",", ":"), default=_hex)
+# writes, without building an encoder for every value.
+_framed_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_hex).encode
 
 
 class ProviderTransaction:
