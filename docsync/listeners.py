@@ -50,6 +50,12 @@ DOCUMENT_EVENTS = frozenset({"doc_subscribe", "doc_unsubscribe", "sync_request",
 _CAMEL = re.compile(r"_([a-z])")
 
 
+def has_receivers(signal: Signal) -> bool:
+    """``signal.has_listeners()``, without its lock and weak-reference walk
+    when no receiver was ever connected (the usual case, asked per request)."""
+    return bool(signal.receivers) and signal.has_listeners()
+
+
 class Event(dict[str, Any]):
     """What a listener receives: a dict with the reference's (camelCase) keys.
 
@@ -154,7 +160,7 @@ class Listeners:
 
     def wants(self, name: str) -> bool:
         """Whether anyone listens to ``name`` (so costly fields can be skipped)."""
-        return bool(self._listeners[name]) or SIGNALS[name].has_listeners()
+        return bool(self._listeners[name]) or has_receivers(SIGNALS[name])
 
     async def emit(self, name: str, event: Event, **extra: Any) -> None:
         """Run the listeners of ``name``, then send its Django signal.
@@ -170,7 +176,7 @@ class Listeners:
             except Exception:
                 logger.exception("docsync %s listener %r failed", name, listener)
         signal = SIGNALS[name]
-        if signal.has_listeners():
+        if has_receivers(signal):
             await self._send_signal(signal, **event.snake(), **extra)
 
     async def _send_signal(self, signal: Signal, **kwargs: Any) -> None:

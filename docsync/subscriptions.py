@@ -20,7 +20,7 @@ from . import groups, metrics
 from .exceptions import StorageUnavailable
 from .grants import Grants
 from .identity import Identity
-from .listeners import DOCUMENT_EVENTS, SIGNALS, Event
+from .listeners import DOCUMENT_EVENTS, SIGNALS, Event, has_receivers
 from .providers.orm import ORMProvider
 from .socketio_consumer import SocketIOConsumer
 from .state import Member, has_collaborators
@@ -124,7 +124,7 @@ class SubscriptionConsumer(SocketIOConsumer):
         ``document``: the row already read for this request, if any.
         """
         extra: dict[str, Any] = {"user": self.user}
-        if SIGNALS[name].has_listeners():
+        if has_receivers(SIGNALS[name]):
             if document is NOT_LOADED:
                 document = await self._signal_document(event["docId"])
             extra["document"] = document
@@ -139,7 +139,7 @@ class SubscriptionConsumer(SocketIOConsumer):
         provider = self.server.provider
         if not isinstance(doc_id, str) or not isinstance(provider, ORMProvider):
             return None
-        if not any(SIGNALS[name].has_listeners() for name in DOCUMENT_EVENTS):
+        if not any(has_receivers(SIGNALS[name]) for name in DOCUMENT_EVENTS):
             return NOT_LOADED
         from .models import Document
 
