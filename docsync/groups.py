@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
 
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,80}$")
@@ -22,6 +23,7 @@ COLLABORATION = "docsync.collaboration"
 REVOKE = "docsync.revoke"
 
 
+@lru_cache(maxsize=4096)  # asked on every request
 def doc_group(doc_id: str) -> str:
     """The group of a document's subscribers (any docId maps to a valid name)."""
     return "docsync.doc." + hashlib.blake2b(doc_id.encode(), digest_size=16).hexdigest()
