@@ -16,8 +16,8 @@ import logging
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
@@ -70,6 +70,39 @@ def _write_checks(grant: tuple[str, str]) -> tuple[str | None, tuple[str, str] |
     if grant[0] == "owner":
         return grant[1], None
     return None, grant
+
+
+class _DocLock:
+    """``DocSyncServer.doc_lock``: a document's lock, forgotten when nobody
+    holds or waits for it (a class: a generator context manager costs more
+    than the in-memory sync it wraps)."""
+
+    __slots__ = ("locks", "doc_id", "entry")
+
+    def __init__(self, locks: dict[str, list[Any]], doc_id: str) -> None:
+        self.locks, self.doc_id = locks, doc_id
+
+    async def __aenter__(self) -> None:
+        entry = self.locks.get(self.doc_id)
+        if entry is None:
+            entry = self.locks[self.doc_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        self.entry = entry
+        try:
+            await entry[0].acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        entry = self.entry
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.locks.pop(self.doc_id, None)
 
 
 def _as_registry(doc_binding: Any) -> BindingRegistry:
@@ -434,20 +467,9 @@ class DocSyncServer(Listeners):
 
     # -- ordering and squashing --------------------------------------------
 
-    @asynccontextmanager
-    async def doc_lock(self, doc_id: str) -> AsyncIterator[None]:
+    def doc_lock(self, doc_id: str) -> AbstractAsyncContextManager[None]:
         """Serialize requests for one document within this process."""
-        entry = self._doc_locks.get(doc_id)
-        if entry is None:
-            entry = self._doc_locks[doc_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._doc_locks.pop(doc_id, None)
+        return _DocLock(self._doc_locks, doc_id)
 
     def maybe_squash(self, doc_id: str, pending: int) -> None:
         """Squash in the background once the log passes the threshold."""
