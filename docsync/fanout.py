@@ -24,6 +24,7 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+from channels.sessions import InstanceSessionWrapper
 
 from . import metrics
 
@@ -77,6 +78,25 @@ async def rejoin_groups() -> int:
     return failed
 
 
+def frame_send(send: Any) -> Any:
+    """The send a ``websocket.send`` message may take: ``send`` past Channels'
+    session middleware, whose wrapper saves the session and sets its cookie on
+    ``http.response.start`` only; for any other message it reads the session's
+    state (through lazy objects, on every frame) and passes the message on.
+    Anything else (another wrapper, a subclass, other message types) is kept.
+    """
+    while True:
+        wrapper = getattr(send, "__self__", None)
+        if (
+            type(wrapper) is not InstanceSessionWrapper
+            or getattr(send, "__func__", None) is not InstanceSessionWrapper.send
+            or "websocket.send" in wrapper.save_message_types
+            or "websocket.send" in wrapper.cookie_response_message_types
+        ):
+            return send
+        send = wrapper.real_send
+
+
 class FanOutMixin(AsyncConsumer):
     """Fault-tolerant ``group_*`` helpers and receive loop for a consumer.
 
@@ -97,6 +117,7 @@ class FanOutMixin(AsyncConsumer):
         # None when CHANNEL_LAYERS is empty (the stubs say it never is).
         self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         self.base_send = send
+        self.frame_send = frame_send(send)
         self._group_added: dict[str, float] = {}
         self._task = asyncio.current_task()
         self._stopping = False

@@ -97,7 +97,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         self._pings: list[int] = []  # _sent right after each unanswered ping
         self._held: deque[tuple[dict[str, Any], int]] | None = None  # waiting for a pong
         self._held_bytes = 0
-        self._writer: asyncio.Task[Any] | None = None  # the task inside base_send
+        self._writer: asyncio.Task[Any] | None = None  # the task inside frame_send
         self._abandoned = False
         self._end_when_idle: tuple[str, int] | None = None  # drop(): after this request
 
@@ -239,7 +239,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
         if handler:
             self._writer = writer
         try:
-            await self.base_send(message)  # type: ignore[arg-type]  # an ASGI send event
+            await self.frame_send(message)
         except asyncio.CancelledError:
             if not self._abandoned:
                 raise
