@@ -101,15 +101,22 @@ class DocumentPermissions:
         document is shared with nobody): a provider that can (``PostgresProvider``)
         checks that this still holds in the write's own transaction, since a
         share's role can be lowered without a signal; with other providers
-        such writes are decided every time. Return ``None`` to remember nothing.
+        such writes are decided every time (the server keeps such a grant
+        as ``"view"`` after a read). A read by a user who may also write
+        gets the write's grant, so that the first write is not decided
+        again. Return ``None`` to remember nothing.
         """
         if _owns(user, document) and _owners_may_do_everything():
             return ("owner", str(user.pk))
-        if perm == self.view_permission:
-            return "view"
-        if perm == self.change_permission and _owners_may_do_everything():
-            return _write_grant(user, document)
-        return None
+        writes = perm == self.change_permission or (
+            perm == self.view_permission and user.has_perm(self.change_permission, document)
+        )
+        if writes and _owners_may_do_everything():
+            # Also after a read, so that the first write needs no decision.
+            grant = _write_grant(user, document)
+            if grant is not None:
+                return grant
+        return "view" if perm == self.view_permission else None
 
     def _can_view(self, user: Any, document: Any) -> bool:
         return bool(user.has_perm(self.view_permission, document))

@@ -234,7 +234,7 @@ class DocSyncServer(Listeners):
         generation = grants.generation if grants is not None else 0
         event = await hop(self._check_inline, self._authorize, kind, req, identity)
         if grants is not None and isinstance(doc_id, str):
-            grants.add(doc_id, event.get("grant"), generation)
+            grants.add(doc_id, self._kept(event.get("grant"), reads(kind, req)), generation)
 
     def _refused_reads(self, doc_ids: list[str], identity: Identity) -> list[str]:
         refused = []
@@ -268,7 +268,8 @@ class DocSyncServer(Listeners):
         one held, the document changed owner).
         """
         expect_new, owner, condition, new_grant = False, None, None, None
-        if isinstance(grant, tuple) and not reads("sync", req.as_wire()):
+        read = reads("sync", req.as_wire())
+        if isinstance(grant, tuple) and not read:
             owner, condition = _write_checks(grant)  # the write checks the row
         elif grant is None and not authorized:
             event = self._authorize("sync", req.as_wire(), identity)
@@ -290,13 +291,17 @@ class DocSyncServer(Listeners):
             )
         except OwnerChanged:
             outcome, new_grant = self._sync_hop(req, identity, authorized, None)
-            return outcome, self._kept(new_grant) or False
-        return outcome, self._kept(new_grant)
+            return outcome, new_grant or False
+        return outcome, self._kept(new_grant, read)
 
-    def _kept(self, grant: Any) -> Any:
-        """``grant``, unless it allows writes the provider cannot check (then ``None``)."""
+    def _kept(self, grant: Any, read: bool) -> Any:
+        """``grant``, unless it allows writes the provider cannot check.
+
+        Such a grant is kept as ``"view"`` when it was given for a read, and
+        not at all when for a write (which is then decided every time).
+        """
         if isinstance(grant, tuple) and grant[0] not in self.provider.verified_grants:
-            return None
+            return "view" if read else None
         return grant
 
     async def sync(

@@ -76,6 +76,7 @@ def ok(answer) -> bool:
 async def test_a_share_lowered_without_a_signal_refuses_the_next_write(live, env, tokens):
     carol = await Client(live.url, "carol", token=tokens["carol"]).connect()
     try:
+        assert ok(await carol.call("sync", pull("shared")))  # her write grant comes with it
         assert all(ok(a) for a in await writes(carol, "shared", "carol", 3))
         shell(
             env,
