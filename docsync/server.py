@@ -105,6 +105,16 @@ class _DocLock:
             self.locks.pop(self.doc_id, None)
 
 
+def _remember(grants: Grants | None, doc_id: str, grant: Any, generation: int) -> None:
+    """Keep what a request's decision allowed (``False``: forget what was held)."""
+    if grants is None:
+        return
+    if grant is False:
+        grants.forget(doc_id)
+    else:
+        grants.add(doc_id, grant, generation)
+
+
 def _as_registry(doc_binding: Any) -> BindingRegistry:
     if isinstance(doc_binding, BindingRegistry):
         return doc_binding
@@ -184,6 +194,9 @@ class DocSyncServer(Listeners):
         # that says so (in memory) and an authorize that is async or marked
         # @nonblocking. A hop costs more than the whole in-memory sync.
         self._check_inline = is_nonblocking(self.authorize)
+        # An authorize asked on the event loop before a request that needs no
+        # hop: it never blocks, and it needs no document read for it.
+        self._authorize_inline = self._check_inline and not self._loads_document
         self._inline = self._check_inline and not getattr(self.provider, "blocking", True)
         self._shares_pulls = getattr(self.provider, "unlocked_reads", False) and not self._inline
         # Pulls of busy documents answered from memory (PostgresProvider's tails).
@@ -337,38 +350,43 @@ class DocSyncServer(Listeners):
             written = await self._write_on_loop(req, identity, grant)
             if written is not None:
                 outcome, new_grant = written
-                if grants is not None:
-                    if new_grant is False:
-                        grants.forget(req.doc_id)
-                    else:
-                        grants.add(req.doc_id, new_grant, generation)
+                _remember(grants, req.doc_id, new_grant, generation)
                 return outcome
-        if subscribed and self._cached_pulls and not req.operations:
-            authorized = self._authorize_is_async or grant is not None or viewer_pull
-            if not authorized and self._check_inline and not self._loads_document:
-                self._authorize("sync", req.as_wire(), identity)
-                authorized = True
-            if authorized:
-                cached = cached_pull(self.provider, req, self.bindings)
-                if cached is not None:
-                    return cached
-                if self._shares_pulls and req.serialized_doc is None:
-                    return await self._shared_pull(req, identity)
-        if self._shares_pulls and not req.operations and req.serialized_doc is None:
-            if self._authorize_is_async or grant is not None:
-                return await self._shared_pull(req, identity)
-            if self._check_inline:  # a plain authorize that never blocks
-                self._authorize("sync", req.as_wire(), identity)
-                return await self._shared_pull(req, identity)
+        if not req.operations:
+            pulled = await self._pull_without_hop(req, identity, grant, viewer_pull, subscribed)
+            if pulled is not None:
+                return pulled
         outcome, new_grant = await hop(
             self._inline, self._sync_hop, req, identity, self._authorize_is_async, grant
         )
-        if grants is not None:
-            if new_grant is False:
-                grants.forget(req.doc_id)
-            else:
-                grants.add(req.doc_id, new_grant, generation)
+        _remember(grants, req.doc_id, new_grant, generation)
         return outcome
+
+    async def _pull_without_hop(
+        self, req: SyncRequest, identity: Identity, grant: Any, viewer_pull: bool, subscribed: bool
+    ) -> SyncOutcome | None:
+        """A pull answered from the provider's memory or by a shared read, or ``None``.
+
+        Only when access is settled without the database: ``authorize`` is
+        async (already asked), the connection holds a grant (a viewer's pull
+        carrying her document: only from memory, which never stores), or
+        ``authorize`` never blocks (asked here). The memory
+        (``cached_pull``) only for a ``subscribed`` connection; a shared
+        read (:meth:`_shared_pull`) only for a pull without a document.
+        """
+        cached = subscribed and self._cached_pulls
+        shared = self._shares_pulls and req.serialized_doc is None
+        if not (cached or shared):
+            return None
+        if not (self._authorize_is_async or grant is not None or viewer_pull):
+            if not self._authorize_inline:
+                return None
+            self._authorize("sync", req.as_wire(), identity)
+        if cached:
+            outcome = cached_pull(self.provider, req, self.bindings)
+            if outcome is not None:
+                return outcome
+        return await self._shared_pull(req, identity) if shared else None
 
     async def _write_on_loop(
         self, req: SyncRequest, identity: Identity, grant: Any
@@ -381,12 +399,12 @@ class DocSyncServer(Listeners):
         never blocks. Otherwise, and when the provider leaves the request to
         its transaction path, ``None``: the caller takes the database hop.
         """
-        owner, authorized = None, True
+        authorized = True
         if self._authorize_is_async:
             pass
         elif isinstance(grant, tuple):
             authorized = False
-        elif self._check_inline and not self._loads_document:
+        elif self._authorize_inline:
             self._authorize("sync", req.as_wire(), identity)
         else:
             return None
