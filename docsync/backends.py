@@ -20,7 +20,7 @@ from typing import Any
 from django.contrib.auth.backends import BaseBackend
 from django.db.models import Q
 
-from .models import ROLE_PERMISSIONS, Document, DocumentShare
+from .models import ROLE_PERMISSIONS, WRITE_ROLES, Document, DocumentShare
 
 APP_LABEL = Document._meta.app_label
 #: Every permission an owner has on their document.
@@ -86,6 +86,19 @@ class DocumentPermissionBackend(BaseBackend):
         if not roles and _open_documents() and not _is_private(doc):
             granted |= OPEN_PERMISSIONS
         return granted
+
+    def writes_by(self, user: Any, doc: Document) -> str | None:
+        """Why a user who is not the owner may change ``doc``: ``"share"`` (a share
+        to them or one of their groups), ``"open"`` (``OPEN_DOCUMENTS`` and shared
+        with nobody) or ``None``, by the rules of :meth:`_codenames`."""
+        if doc.pk is None:
+            return None
+        roles = self._roles(user, doc)
+        if WRITE_ROLES.intersection(roles):
+            return "share"
+        if not roles and _open_documents() and not _is_private(doc):
+            return "open"
+        return None
 
     def _roles(self, user: Any, doc: Document) -> list[str]:
         who = Q(user_id=user.pk)

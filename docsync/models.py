@@ -283,6 +283,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ShareRole.EDITOR: frozenset({"view_document", "change_document"}),
     ShareRole.MANAGER: frozenset({"view_document", "change_document", "delete_document"}),
 }
+#: The roles whose shares allow writing.
+WRITE_ROLES: frozenset[str] = frozenset(
+    role for role, codenames in ROLE_PERMISSIONS.items() if "change_document" in codenames
+)
 
 
 class DocumentShare(models.Model):

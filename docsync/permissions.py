@@ -191,17 +191,13 @@ def _owns(user: Any, document: Any) -> bool:
 
 def _write_grant(user: Any, document: Any) -> Any:
     """``("share", pk)`` / ``("open", pk)``: why a non-owner may write (see ``grant``)."""
-    from .backends import DocumentPermissionBackend, _is_private, _open_documents
-    from .models import ROLE_PERMISSIONS, Document
+    from .backends import DocumentPermissionBackend
+    from .models import Document
 
-    if not isinstance(document, Document) or document.pk is None:
+    if not isinstance(document, Document):
         return None
-    roles = DocumentPermissionBackend()._roles(user, document)
-    if any("change_document" in ROLE_PERMISSIONS.get(role, ()) for role in roles):
-        return ("share", str(user.pk))
-    if not roles and _open_documents() and not _is_private(document):
-        return ("open", str(user.pk))
-    return None
+    by = DocumentPermissionBackend().writes_by(user, document)
+    return None if by is None else (by, str(user.pk))
 
 
 def _owners_may_do_everything() -> bool:

@@ -52,7 +52,7 @@ from django.db import DatabaseError, connections
 from .. import changes
 from ..exceptions import StorageError, StorageUnavailable
 from ..hops import hop
-from ..models import ROLE_PERMISSIONS, decode_operations, decode_snapshot, encode_operations
+from ..models import WRITE_ROLES, decode_operations, decode_snapshot, encode_operations
 from ..outage import StorageOutage, connection_lost
 from .base import Batch, DocRecord, Mode, Origin, SyncStep, prefix_digests
 from .groupcommit import AsyncGroupCommit, GroupCommit, Outcome
@@ -259,7 +259,7 @@ SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
 Rows = list[tuple[Any, ...]]
 
 #: The share roles that allow writing (a ``("share", pk)`` grant is checked against them).
-WRITE_ROLES = sorted(role for role, perms in ROLE_PERMISSIONS.items() if "change_document" in perms)
+_WRITE_ROLES = sorted(WRITE_ROLES)
 
 
 def _group_columns(group: Sequence[tuple[Any, ...]]) -> tuple[list[int], list[list[Any]]]:
@@ -415,7 +415,7 @@ class PostgresProvider(ORMProvider):
             prefixes[-1],
             prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             None if grant is None else grant[0],
-            WRITE_ROLES if grant is not None and grant[0] == "share" else None,
+            _WRITE_ROLES if grant is not None and grant[0] == "share" else None,
         )
 
     def _step(
