@@ -486,16 +486,15 @@ class PostgresProvider(ORMProvider):
         self, mode: Mode, doc_id: str, *, doc_type: str | None = None
     ) -> Iterator[ORMTransaction]:
         """The ORM provider's transaction; a write there drops the document's tail."""
-        if mode == "readonly" or self.tails is None:
-            with super().transaction(mode, doc_id, doc_type=doc_type) as tx:
-                yield tx
-            return
-        self.tails.drop(doc_id)
+        tails = self.tails if mode != "readonly" else None
+        if tails is not None:
+            tails.drop(doc_id)
         try:
             with super().transaction(mode, doc_id, doc_type=doc_type) as tx:
                 yield tx
         finally:
-            self.tails.drop(doc_id)
+            if tails is not None:
+                tails.drop(doc_id)
 
     # -- group commit ---------------------------------------------------------
 
