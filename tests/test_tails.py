@@ -116,3 +116,11 @@ def test_tails_no_longer_confirmed_are_forgotten(monkeypatch):
     monkeypatch.setattr(time, "monotonic", lambda: now + 2)
     tails.learned("c", record(1), 0, batches(1, 1))
     assert len(tails) == 1 and tails.pull("c", "list", 0, False) is not None
+
+
+def test_a_client_ahead_of_the_document_keeps_the_tail():
+    tails = Tails()
+    tails.learned(DOC, record(3), 0, batches(1, 3))
+    tails.learned(DOC, record(3), 9, [])  # a pull from clock 9: nothing, latest 3
+    tails.learned(DOC, record(3), 9, [], own=Batch(4, ["ahead"]))  # a write from clock 9
+    assert pulled(tails, 0) == ([1, 2, 3, 4], 4)

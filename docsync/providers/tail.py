@@ -79,6 +79,7 @@ class Tails:
         a write's: then ``latest`` is its clock), ``batches`` in clock order.
         """
         latest = own.clock if own is not None else record.latest_clock
+        base = min(base, record.latest_clock)  # a client ahead of the document: nothing missed
         run = [*batches, own] if own is not None else list(batches)
         if not _gap_free(run, base, latest):
             self.drop(doc_id)
