@@ -389,6 +389,10 @@ async def hot(session, url, tokens, writers: int, ops: int, whole: bool = False)
         "value": round(result["acked"] / elapsed),
         "unit": "ops/s",
         "count": result["acked"],
+        "syncs_per_op": round(sum(len(r.pulled_at) for r in reps) / max(result["acked"], 1), 2),
+        "dirty_per_op": round(
+            sum(len(r.client.dirty_at) for r in reps) / max(result["acked"], 1), 2
+        ),
         **result,
     }
 

@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
     # Threads (each with its own database connection) that run requests;
     # syncs of different documents run in parallel up to this many.
     "DATABASE_THREADS": 8,
+    # Seconds: a document's subscribers hear at most one dirty per interval
+    # from this process; the writes within one are announced together at its
+    # end (the first at once). 0 announces every write on its own.
+    "DIRTY_INTERVAL": 0.005,
     # Squash a document's log into its snapshot once this many batches are
     # pending (0 disables squashing).
     "SQUASH_THRESHOLD": 100,
@@ -261,6 +265,7 @@ RULES: dict[str, Rule] = {
     "MAX_JSON_DEPTH": whole(3, "levels of nesting"),
     "MAX_PRESENCE": whole(1, "bytes"),
     "DATABASE_THREADS": whole(1, "threads"),
+    "DIRTY_INTERVAL": number(0, "seconds; 0 announces every write on its own"),
     "SQUASH_THRESHOLD": whole(0, "batches; 0 never squashes"),
     "ERROR_BURST": whole(0, "errors"),
     "ERROR_WINDOW": number(0, "seconds"),

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -76,6 +77,78 @@ async def rejoin_groups() -> int:
     for consumer in list(_live):
         failed += await consumer.layer_groups_rejoin()
     return failed
+
+
+async def group_send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    """``layer.group_send``; a failure or a wedged layer is logged, never raised."""
+    try:
+        async with asyncio.timeout(LAYER_TIMEOUT):
+            await layer.group_send(group, message)
+    except Exception as exc:
+        _Outage.failed("group_send", exc)
+
+
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+class _Throttle:
+    """A throttled group's window: the message that waits for its end, if any."""
+
+    __slots__ = ("layer", "group", "merge", "interval", "pending")
+
+    def __init__(self, layer: Any, group: str, merge: Merge, interval: float) -> None:
+        self.layer, self.group, self.merge, self.interval = layer, group, merge, interval
+        self.pending: dict[str, Any] | None = None
+
+
+#: The open windows of throttled groups, per event loop (tests run several).
+_throttles: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[int, str], _Throttle]
+] = weakref.WeakKeyDictionary()
+_sending: set[asyncio.Task[None]] = set()
+
+
+async def throttled_group_send(
+    layer: Any, group: str, message: dict[str, Any], merge: Merge, interval: float
+) -> None:
+    """Send ``message`` to ``group`` at once, or merged with the next ones.
+
+    The first message opens a window of ``interval`` seconds and goes at
+    once; what is sent to the group meanwhile is merged (``merge(older,
+    newer)``) into one message that goes when the window ends, and opens the
+    next window. So a group hears at most one message per ``interval``, and
+    every message is followed, within ``interval``, by one that covers it.
+    ``interval`` 0 sends every message.
+    """
+    if interval <= 0:
+        await group_send(layer, group, message)
+        return
+    loop = asyncio.get_running_loop()
+    windows = _throttles.get(loop)
+    if windows is None:
+        windows = _throttles[loop] = {}
+    key = (id(layer), group)
+    window = windows.get(key)
+    if window is not None:
+        window.pending = message if window.pending is None else merge(window.pending, message)
+        return
+    windows[key] = _Throttle(layer, group, merge, interval)
+    loop.call_later(interval, _window_ended, loop, windows, key)
+    await group_send(layer, group, message)
+
+
+def _window_ended(
+    loop: asyncio.AbstractEventLoop, windows: dict[tuple[int, str], _Throttle], key: tuple[int, str]
+) -> None:
+    window = windows[key]
+    message, window.pending = window.pending, None
+    if message is None:
+        del windows[key]
+        return
+    loop.call_later(window.interval, _window_ended, loop, windows, key)
+    task = loop.create_task(group_send(window.layer, window.group, message))
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
 
 
 def frame_send(send: Any) -> Any:
@@ -262,8 +335,10 @@ class FanOutMixin(AsyncConsumer):
             _Outage.failed("group_discard", exc)
 
     async def layer_group_send(self, group: str, message: dict[str, Any]) -> None:
-        try:
-            async with asyncio.timeout(LAYER_TIMEOUT):
-                await self.channel_layer.group_send(group, message)
-        except Exception as exc:
-            _Outage.failed("group_send", exc)
+        await group_send(self.channel_layer, group, message)
+
+    async def layer_group_send_throttled(
+        self, group: str, message: dict[str, Any], merge: Merge, interval: float
+    ) -> None:
+        """``layer_group_send``, at most once per ``interval`` (:func:`throttled_group_send`)."""
+        await throttled_group_send(self.channel_layer, group, message, merge, interval)

@@ -54,6 +54,21 @@ def dirty(doc_id: str, device: str = "", clock: int | None = None) -> dict[str, 
     return {"type": DIRTY, "doc": doc_id, "device": device, "clock": clock}
 
 
+def merge_dirty(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """One ``dirty`` that says what two writes' ``dirty`` say.
+
+    Its device is the one of the newer write (the larger clock): that write's
+    answer held every batch before it, so its device misses nothing; every
+    other device hears it. Without both clocks (a change made on the server)
+    every device hears it.
+    """
+    a, b = older.get("clock"), newer.get("clock")
+    if a is None or b is None:
+        return dirty(newer["doc"], "", None)
+    last = newer if b >= a else older
+    return dirty(last["doc"], last["device"], last["clock"])
+
+
 def presence(doc_id: str, changes: dict[str, Any], skip: str = "") -> dict[str, Any]:
     """Presence of clients changed (``None``: gone); ``skip`` is the sender's channel."""
     return {"type": PRESENCE, "doc": doc_id, "presence": changes, "skip": skip}

@@ -569,6 +569,11 @@ class DocSyncServer(Listeners):
         """Documents one connection may have open (``MAX_DOCUMENTS_PER_CONNECTION``)."""
         return int(docsync_settings.MAX_DOCUMENTS_PER_CONNECTION)
 
+    @property
+    def dirty_interval(self) -> float:
+        """At most one ``dirty`` per document and interval, in seconds (``DIRTY_INTERVAL``)."""
+        return float(docsync_settings.DIRTY_INTERVAL)
+
     def add_user_connection(self, user_id: str) -> None:
         """Count a connection of ``user_id``; refuse one over ``MAX_CONNECTIONS_PER_USER``."""
         limit = docsync_settings.MAX_CONNECTIONS_PER_USER

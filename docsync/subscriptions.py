@@ -115,7 +115,9 @@ class SubscriptionConsumer(SocketIOConsumer):
         # it, but their processes learn the clock (docsync.providers.tail).
         if any(m.channel != self.channel_name for m in members):
             message = groups.dirty(doc_id, device, clock)
-            await self.layer_group_send(groups.doc_group(doc_id), message)
+            await self.layer_group_send_throttled(
+                groups.doc_group(doc_id), message, groups.merge_dirty, self.server.dirty_interval
+            )
         return members
 
     async def _emit_doc(self, name: str, event: Event, document: Any = NOT_LOADED) -> None:

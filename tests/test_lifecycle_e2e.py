@@ -100,7 +100,8 @@ async def subscribe(raw: RawSocketClient, doc: str, presence=None) -> None:
 
 @pytest.mark.parametrize("server", SERVERS)
 async def test_a_client_that_vanishes_mid_answer_is_cleaned_up(server, pg_url, redis_proc):
-    live = start(server, pg_url, redis_proc.url)
+    # Every write announced on its own, so the dirties can be counted.
+    live = start(server, pg_url, redis_proc.url, E2E_DOCSYNC='{"DIRTY_INTERVAL": 0}')
     doc = doc_id()
     observer = await Client(live.url, "olga").connect()
     try:
