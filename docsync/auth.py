@@ -3,7 +3,7 @@
 The default ``authenticate`` accepts a DRF token or an expiring signed
 token (``docsync.tokens``) sent as the Socket.IO ``token``, or else a
 Django session (the cookie on the WebSocket handshake, resolved by
-Channels' ``AuthMiddlewareStack``) when the handshake's Origin is the
+:func:`AuthMiddlewareStack`, or Channels' own) when the handshake's Origin is the
 server's own (same scheme, host and port) or one of
 ``CSRF_TRUSTED_ORIGINS``, since browsers send cookies cross-site. It
 returns the user's primary key as ``userId`` and, in ``context``, what
@@ -16,14 +16,39 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from channels.auth import AuthMiddleware
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
 from . import tokens
 
 logger = logging.getLogger(__name__)
+
+
+class SessionAuthMiddleware(AuthMiddleware):
+    """Channels' ``AuthMiddleware``, without a database thread for no session.
+
+    Channels resolves ``scope["user"]`` from the session in a database thread
+    on every connection. Without the session cookie the user can only be
+    anonymous (the session is empty), so such a connection, a token client's
+    such as the official client's, gets ``AnonymousUser`` at once.
+    """
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        if settings.SESSION_COOKIE_NAME in scope.get("cookies", ()):
+            await super().resolve_scope(scope)
+        else:
+            scope["user"]._wrapped = AnonymousUser()
+
+
+def AuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802  (Channels' name)
+    """Channels' ``AuthMiddlewareStack`` with :class:`SessionAuthMiddleware`:
+    cookies, session and ``scope["user"]`` for ``inner``, as in Channels."""
+    return CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
 
 
 def identity_for(user: Any, method: str, expires_at: float | None = None) -> dict[str, Any]:

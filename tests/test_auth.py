@@ -2,15 +2,15 @@
 
 import json
 
+import channels.auth
 import pytest
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from docsync.auth import authenticate, origin_allowed
+from docsync.auth import AuthMiddlewareStack, authenticate, origin_allowed
 from docsync.consumers import DocSyncConsumer
 from docsync.handshake import auth_request
 from docsync.providers.memory import InMemoryProvider
@@ -95,7 +95,7 @@ def test_csrf_trusted_origins_are_allowed_cross_origin():
     assert not origin_allowed({**headers, "origin": "https://example.org.evil"})
 
 
-async def connect_with_cookie(origin: str):
+async def connect_with_cookie(origin: str, stack=AuthMiddlewareStack):
     session = SessionStore()
     user = await database_sync_to_async(get_user_model().objects.create_user)("bob")
     session["_auth_user_id"] = str(user.pk)
@@ -103,7 +103,7 @@ async def connect_with_cookie(origin: str):
     session["_auth_user_hash"] = user.get_session_auth_hash()
     await database_sync_to_async(session.save)()
     server = DocSyncServer(provider=InMemoryProvider())
-    app = AuthMiddlewareStack(DocSyncConsumer.as_asgi(server=server))
+    app = stack(DocSyncConsumer.as_asgi(server=server))
     headers = [
         (b"host", b"localhost"),
         (b"cookie", f"sessionid={session.session_key}".encode()),
@@ -116,8 +116,9 @@ async def connect_with_cookie(origin: str):
 
 
 @pytest.mark.asyncio
-async def test_session_cookie_over_the_websocket():
-    user, client = await connect_with_cookie("http://localhost")
+@pytest.mark.parametrize("stack", [AuthMiddlewareStack, channels.auth.AuthMiddlewareStack])
+async def test_session_cookie_over_the_websocket(stack):
+    user, client = await connect_with_cookie("http://localhost", stack)
     assert (await client.recv()).startswith('40{"sid"')
     assert await client.recv() == f'42["identity",{{"userId":"{user.pk}"}}]'
     await client.close()
@@ -128,3 +129,26 @@ async def test_session_cookie_from_a_foreign_origin_is_refused():
     _, client = await connect_with_cookie("https://evil.example")
     assert await client.recv() == '44{"message":"Authentication failed: invalid credentials"}'
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_no_session_cookie_is_anonymous_without_reading_the_session(monkeypatch):
+    """docsync's stack gives a connection without the cookie AnonymousUser at once
+    (Channels' resolves it in a database thread, ``channels.auth.get_user``)."""
+
+    async def no_get_user(scope):
+        raise AssertionError("the session was read")
+
+    monkeypatch.setattr(channels.auth, "get_user", no_get_user)
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen["user"] = scope["user"]
+
+    headers = [(b"cookie", b"other=1")]
+    await AuthMiddlewareStack(inner)({"type": "websocket", "headers": headers}, None, None)
+    assert not seen["user"].is_authenticated
+    with pytest.raises(AssertionError, match="the session was read"):
+        await channels.auth.AuthMiddlewareStack(inner)(
+            {"type": "websocket", "headers": headers}, None, None
+        )
