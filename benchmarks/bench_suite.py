@@ -49,6 +49,19 @@ Scenarios (the table of issue 14, then more):
   the laggards' views alone.
 * ``connects``: 500 connections, total ms.
 
+``benchmarks/node/loadgen.mjs`` runs the same scenarios (same client
+behaviour and loss counting; document ids are lowercase ULIDs) with the real
+Node ``socket.io-client`` v4 (websocket transport, one connection per client),
+against a running server only, for numbers comparable with a checker that
+measures with a Node socket.io-client load generator::
+
+    (cd benchmarks/node && npm ci)
+    node benchmarks/node/loadgen.mjs --url http://127.0.0.1:8000 --only solo,many,fanout,hot20,hot120,connects
+
+It takes ``--seconds``, ``--clients``, ``--rounds``, ``--idle``, ``--repeat``,
+``--token-prefix`` (default ``valid-``), ``--token`` and ``--tokens-file`` as
+here, and prints the same JSON lines (plus the generator's own CPU seconds).
+
 The load generator is one Python process (raw Engine.IO frames on aiohttp,
 ``bench_server.RawClient``; the scenarios are in ``suite_scenarios.py``) on
 the same machine as the server and PostgreSQL; the first line states the
