@@ -38,7 +38,7 @@ class SessionAuthMiddleware(AuthMiddleware):
     such as the official client's, gets ``AnonymousUser`` at once.
     """
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+    async def resolve_scope(self, scope: Any) -> None:
         if settings.SESSION_COOKIE_NAME in scope.get("cookies", ()):
             await super().resolve_scope(scope)
         else:
