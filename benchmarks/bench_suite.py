@@ -52,11 +52,18 @@ Scenarios (the table of issue 14, then more):
 ``benchmarks/node/loadgen.mjs`` runs the same scenarios (same client
 behaviour and loss counting; document ids are lowercase ULIDs) with the real
 Node ``socket.io-client`` v4 (websocket transport, one connection per client),
-against a running server only, for numbers comparable with a checker that
-measures with a Node socket.io-client load generator::
+for numbers comparable with a checker that measures with a Node
+socket.io-client load generator. Against a running server::
 
     (cd benchmarks/node && npm ci)
     node benchmarks/node/loadgen.mjs --url http://127.0.0.1:8000 --only solo,many,fanout,hot20,hot120,connects
+
+or with the servers this suite starts (``--generator node``; one Node process
+per scenario, so that each line carries the server's CPU seconds; with
+default permissions the servers set ``OPEN_DOCUMENTS``, as the example
+project does, because the Node generator shares no documents)::
+
+    python benchmarks/bench_suite.py --generator node --configs memory:allow,postgres:default --repeat 3
 
 It takes ``--seconds``, ``--clients``, ``--rounds``, ``--idle``, ``--repeat``,
 ``--token-prefix`` (default ``valid-``), ``--token`` and ``--tokens-file`` as
@@ -260,6 +267,8 @@ def postgres_version(url: str) -> str | None:
 def server_env(config: str, args) -> dict[str, str]:
     storage, permissions = config.split(":")
     env = django_env(None if storage == "memory" else args.database_url)
+    if args.generator == "node" and permissions == "default":
+        env["E2E_DOCSYNC"] = json.dumps({"OPEN_DOCUMENTS": True})
     env.update(
         E2E_PROVIDER=PROVIDERS[storage],
         E2E_AUTHORIZE=AUTHORIZE[permissions],
@@ -292,6 +301,47 @@ async def run_scenarios(config: str, url: str, args, tokens, pid: int | None = N
     return results
 
 
+NODE_LOADGEN = ROOT / "benchmarks" / "node" / "loadgen.mjs"
+NODE_SCENARIOS = ["solo", "many", "many_whole", "fanout", "hot20", "hot20_whole", "hot120"]
+NODE_SCENARIOS += ["laggard", "connects"]
+
+
+async def run_node(config: str, url: str, args, tokens, pid: int | None = None) -> list[dict]:
+    """The scenarios driven by ``loadgen.mjs``, one Node process per scenario."""
+    import tempfile
+
+    if not (NODE_LOADGEN.parent / "node_modules").exists():
+        sys.exit("--generator node: run `npm ci` in benchmarks/node first")
+    results = []
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as table:
+        json.dump({name: tokens(name) for name in names_for(args)}, table)
+        table.flush()
+        for name in args.only or NODE_SCENARIOS:
+            cmd = ["node", str(NODE_LOADGEN), "--url", url, "--only", name, "--label", config]
+            cmd += ["--tokens-file", table.name, "--seconds", str(args.seconds)]
+            cmd += ["--clients", str(args.clients), "--rounds", str(args.rounds)]
+            cmd += ["--idle", str(args.idle), "--laggards", str(args.laggards)]
+            cmd += ["--lag-ms", str(args.lag_ms), "--stall-ms", str(args.stall_ms)]
+            cpu0 = cpu_seconds(pid)
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+            )
+            out, _ = await proc.communicate()
+            lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+            line = next((x for x in lines if x.get("scenario") == name), None)
+            if line is None:
+                line = {"config": config, "scenario": name, "value": None}
+                line["error"] = f"loadgen exited {proc.returncode} without a line"
+            if pid:
+                cpu = cpu_seconds(pid) - cpu0
+                line["server_cpu_s"] = round(cpu, 2)
+                if line.get("count"):
+                    line["server_cpu_us_per_op"] = round(cpu / line["count"] * 1e6)
+            print(json.dumps(line), flush=True)
+            results.append(line)
+    return results
+
+
 def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -317,6 +367,12 @@ def parse_args():
         "--stall-ms", type=float, default=500, help="a laggard's read stall, once a second"
     )
     parser.add_argument("--squash-threshold", type=int, default=0)
+    parser.add_argument(
+        "--generator",
+        choices=["python", "node"],
+        default="python",
+        help="the load: this process (raw frames) or benchmarks/node/loadgen.mjs (socket.io-client)",
+    )
     remote = parser.add_argument_group("a running server (--url)")
     remote.add_argument("--url", help="http://host:port/socket.io/ of a running server")
     remote.add_argument("--label", default="url", help="the config name in the lines")
@@ -364,9 +420,8 @@ def main() -> None:
         proc = start_server("uvicorn", port, server_env(config, args))
         url = f"http://127.0.0.1:{port}/socket.io/"
         try:
-            results = asyncio.run(
-                run_scenarios(config, url, args, tokens[config.split(":")[1]], proc.pid)
-            )
+            run = run_node if args.generator == "node" else run_scenarios
+            results = asyncio.run(run(config, url, args, tokens[config.split(":")[1]], proc.pid))
         finally:
             proc.terminate()
             proc.wait()

@@ -49,10 +49,20 @@ def is_async(func: Callable[..., Any]) -> bool:
 def call_sync_or_async(func: Callable[..., Any], *args: Any) -> Any:
     """Call a plain or async callable from async code; plain ones run in a DB hop.
 
-    Returns an awaitable either way.
+    A plain callable may carry its own async twin as ``func.aio`` (same
+    arguments, same answers; ``docsync.auth.authenticate`` does): that is
+    awaited instead, without a hop. Returns an awaitable either way.
     """
+    twin = getattr(func, "aio", None)
+    if twin is not None and is_async(twin):
+        return twin(*args)
     if is_async(func):
         return func(*args)
+    return in_thread(func, *args)
+
+
+def in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    """Run the plain ``func(*args)`` in a DB hop (Channels' thread); an awaitable."""
     return database_sync_to_async(guarded)(func, *args)
 
 

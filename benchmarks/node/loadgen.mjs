@@ -498,6 +498,12 @@ async function replicas(args, names, serialized = null, makeClient = null) {
   makeClient = makeClient || ((n) => new Client(args, args.tokens(n), n));
   const clients = names.map(makeClient);
   await Promise.all(clients.map((c) => c.connect()));
+  // The first client makes the document (one operation, outside the counted
+  // ones), as a client that creates a document does: a server may refuse to
+  // let anyone read a document that does not exist yet (docsync's default
+  // permissions do).
+  const made = await clients[0].request(doc, [["created"]], 0);
+  if ("error" in made) throw new Error(`creating the document: ${JSON.stringify(made.error)}`);
   const reps = clients.map((c) => new Replica(c, doc, serialized));
   for (const r of reps) r.schedule(); // subscribe
   await Promise.all(reps.map((r) => r.idle.wait()));

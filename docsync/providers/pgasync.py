@@ -78,9 +78,14 @@ class LoopConnections:
         # An explicit OPTIONS["prepare_threshold"] (PgBouncer) holds here too.
         options = connection.settings_dict.get("OPTIONS", {})
         threshold = options.get("prepare_threshold", self.prepare_threshold)
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             **params, autocommit=True, prepare_threshold=threshold
         )
+        # As Django's own connections: datetimes read in the database's time zone.
+        timezone = connection.timezone_name
+        if conn.info.parameter_status("TimeZone") != timezone:
+            await conn.execute("SELECT set_config('TimeZone', %s, false)", (timezone,))
+        return conn
 
     def _discard(self, loop: asyncio.AbstractEventLoop) -> None:
         conn = self._connections.pop(loop, None)
