@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # from this process; the writes within one are announced together at its
     # end (the first at once). 0 announces every write on its own.
     "DIRTY_INTERVAL": 0.005,
+    # On the first connection: freeze the objects alive at start-up and let
+    # the youngest generation grow to 10,000 objects (docsync.gctune).
+    "GC_TUNING": True,
     # Squash a document's log into its snapshot once this many batches are
     # pending (0 disables squashing).
     "SQUASH_THRESHOLD": 100,
@@ -254,6 +257,7 @@ RULES: dict[str, Rule] = {
     "AUTHENTICATE": DOTTED,
     "AUTHORIZE": DOTTED,
     "OPEN_DOCUMENTS": BOOLEAN,
+    "GC_TUNING": BOOLEAN,
     "STATE_BACKEND": CLASS_SPEC_OR_NONE,
     "STATE_OPTIONS": OPTIONS,
     "SERVER": DOTTED_OR_NONE,

@@ -53,6 +53,7 @@ from . import metrics
 from . import protocol as p
 from .default import get_default_server
 from .fanout import FanOutMixin
+from .gctune import tune_once
 from .server import DocSyncServer
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class EngineIOConsumer(FanOutMixin, AsyncWebsocketConsumer):
             raise StopConsumer()
 
     async def connect(self) -> None:
+        tune_once()  # the first connection of the process (docsync.gctune)
         self.init_session()
         self.pong = asyncio.Event()
         self.heartbeat: asyncio.Task[None] | None = None
