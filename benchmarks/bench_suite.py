@@ -291,14 +291,19 @@ async def run_scenarios(config: str, url: str, args, tokens, pid: int | None = N
                 result = {"value": None, "error": f"{exc.__class__.__name__}: {exc}"}
             line = {"config": config, "scenario": name, **result}
             line["took_s"] = round(time.perf_counter() - t0, 1)
-            if pid:
-                cpu = cpu_seconds(pid) - cpu0
-                line["server_cpu_s"] = round(cpu, 2)
-                if result.get("count"):
-                    line["server_cpu_us_per_op"] = round(cpu / result["count"] * 1e6)
-            print(json.dumps(line), flush=True)
-            results.append(line)
+            results.append(report(line, pid, cpu0))
     return results
+
+
+def report(line: dict, pid: int | None, cpu0: float) -> dict:
+    """Print ``line`` with the server's CPU seconds since ``cpu0`` (a started server's)."""
+    if pid:
+        cpu = cpu_seconds(pid) - cpu0
+        line["server_cpu_s"] = round(cpu, 2)
+        if line.get("count"):
+            line["server_cpu_us_per_op"] = round(cpu / line["count"] * 1e6)
+    print(json.dumps(line), flush=True)
+    return line
 
 
 NODE_LOADGEN = ROOT / "benchmarks" / "node" / "loadgen.mjs"
@@ -332,13 +337,7 @@ async def run_node(config: str, url: str, args, tokens, pid: int | None = None) 
             if line is None:
                 line = {"config": config, "scenario": name, "value": None}
                 line["error"] = f"loadgen exited {proc.returncode} without a line"
-            if pid:
-                cpu = cpu_seconds(pid) - cpu0
-                line["server_cpu_s"] = round(cpu, 2)
-                if line.get("count"):
-                    line["server_cpu_us_per_op"] = round(cpu / line["count"] * 1e6)
-            print(json.dumps(line), flush=True)
-            results.append(line)
+            results.append(report(line, pid, cpu0))
     return results
 
 

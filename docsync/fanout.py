@@ -114,7 +114,8 @@ async def throttled_group_send(
     """Send ``message`` to ``group`` at once, or merged with the next ones.
 
     The first message opens a window of ``interval`` seconds and goes at
-    once; what is sent to the group meanwhile is merged (``merge(older,
+    once (with what else the same turn of the event loop sends to the
+    group); what is sent to the group meanwhile is merged (``merge(older,
     newer)``) into one message that goes when the window ends, and opens the
     next window. So a group hears at most one message per ``interval``, and
     every message is followed, within ``interval``, by one that covers it.
@@ -132,8 +133,13 @@ async def throttled_group_send(
     if window is not None:
         window.pending = message if window.pending is None else merge(window.pending, message)
         return
-    windows[key] = _Throttle(layer, group, merge, interval)
+    windows[key] = window = _Throttle(layer, group, merge, interval)
     loop.call_later(interval, _window_ended, loop, windows, key)
+    # What the same turn of the event loop sends to the group (the other
+    # writes of one group commit, acknowledged together) goes with the first.
+    await asyncio.sleep(0)
+    if window.pending is not None:
+        message, window.pending = merge(message, window.pending), None
     await group_send(layer, group, message)
 
 

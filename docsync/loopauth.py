@@ -18,6 +18,7 @@ this connection has psycopg's loaders, not Django's. Otherwise it returns
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from typing import Any
 
@@ -72,7 +73,10 @@ class UserLookups:
         return await self._user(self.by_token_sql, key)
 
     async def _user(self, sql: str, param: Any) -> Any | None:
-        rows = await self._rows.execute(sql, (param,), "a user", quiet=True)
+        # Shielded: a handshake cut short must not cut the statement short
+        # (that would close the connection other handshakes are queued on).
+        statement = self._rows.execute(sql, (param,), "a user", quiet=True)
+        rows = await asyncio.shield(statement)
         if not rows:
             return None
         return self.model.from_db(self.using, self.attnames, rows[0])

@@ -53,6 +53,24 @@ async def test_the_first_goes_at_once_and_the_rest_merged_at_the_window_end():
     assert pending(layer, reader) == [groups.dirty("d", "dev-b", 5)]
 
 
+async def test_what_one_turn_of_the_loop_sends_goes_with_the_first():
+    """The writes of one group commit are acknowledged in one turn of the
+    event loop: their dirties go out as one, not as a first and a merged
+    second that would make every subscriber pull twice for one commit."""
+    layer = InProcessChannelLayer()
+    (reader,) = await members_of(layer, "g", 1)
+
+    async def send(device, clock):
+        await throttled_group_send(
+            layer, "g", groups.dirty("d", device, clock), groups.merge_dirty, 0.05
+        )
+
+    await asyncio.gather(*(send(f"dev-{clock}", clock) for clock in range(1, 31)))
+    assert pending(layer, reader) == [groups.dirty("d", "dev-30", 30)]
+    await asyncio.sleep(0.08)
+    assert pending(layer, reader) == []  # nothing left for the window's end
+
+
 async def test_groups_and_layers_have_windows_of_their_own():
     layer, other = InProcessChannelLayer(), InProcessChannelLayer()
     (a,) = await members_of(layer, "a", 1)

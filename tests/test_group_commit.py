@@ -273,3 +273,40 @@ def _transactions_of(doc_ids: list[str]) -> list[str]:
             [doc_ids],
         )
         return [xid for (xid,) in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+@django_db_on("postgres")
+def test_a_write_reads_only_what_the_tail_lacks(provider, monkeypatch):
+    """The batches this process holds after the writer's clock are not read
+    again; the answer is the same gap-free run, with another process's
+    writes (not in the tail) read from the database."""
+    elsewhere = PostgresProvider(using="postgres")  # another process: its own tails
+    registry = get_binding_registry()
+
+    def write(p, clock, op):
+        return sync_document(p, SyncRequest("list", "doc", [op], None, clock), ORIGIN, registry)
+
+    for n in range(5):
+        write(provider, n, f"here{n}")  # clocks 1..5, all in this process's tail
+    write(elsewhere, 5, "there6")
+    write(elsewhere, 6, "there7")
+    sent = []
+    execute = provider._execute
+
+    def spy(sql, params, doc_id, quiet=False):
+        sent.append(params)
+        return execute(sql, params, doc_id, quiet)
+
+    monkeypatch.setattr(provider, "_execute", spy)
+    result = provider.sync_step(SyncRequest("list", "doc", ["late"], None, 2), ORIGIN)
+    assert sent[-1][-1] == 5  # told: batches up to 5 are held
+    assert result.clock == 8
+    assert [b.clock for b in result.batches] == [3, 4, 5, 6, 7]
+    assert [b.operations for b in result.batches] == [
+        ["here2"],
+        ["here3"],
+        ["here4"],
+        ["there6"],
+        ["there7"],
+    ]

@@ -82,6 +82,39 @@ def test_an_expired_signed_token_raises_as_before(on_postgres):
         run(auth.authenticate_async({"token": token}))
 
 
+def test_handshakes_at_once_share_one_connection(on_postgres, monkeypatch):
+    """120 clients connecting together: one connection opened, every user found."""
+    users = [make_user(f"u{i}") for i in range(120)]
+    opened = []
+    connect = on_postgres._rows._connect
+
+    async def counting():
+        opened.append(1)
+        return await connect()
+
+    monkeypatch.setattr(on_postgres._rows, "_connect", counting)
+
+    async def main():
+        return await asyncio.gather(*(auth.authenticate_async({"token": k}) for _, k in users))
+
+    identities = run(main())
+    assert [i["userId"] for i in identities] == [str(u.pk) for u, _ in users]
+    assert len(opened) == 1
+
+
+def test_a_handshake_cut_short_leaves_the_others_their_connection(on_postgres):
+    users = [make_user(f"v{i}") for i in range(20)]
+
+    async def main():
+        tasks = [asyncio.ensure_future(on_postgres.user_by_token(k)) for _, k in users]
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks[1:])
+
+    found = run(main())
+    assert [u.pk for u in found] == [u.pk for u, _ in users[1:]]
+
+
 def test_the_server_awaits_the_twin():
     from docsync.hops import call_sync_or_async
 

@@ -124,3 +124,16 @@ def test_a_client_ahead_of_the_document_keeps_the_tail():
     tails.learned(DOC, record(3), 9, [])  # a pull from clock 9: nothing, latest 3
     tails.learned(DOC, record(3), 9, [], own=Batch(4, ["ahead"]))  # a write from clock 9
     assert pulled(tails, 0) == ([1, 2, 3, 4], 4)
+
+
+def test_a_write_is_told_what_the_tail_holds_after_its_clock(monkeypatch):
+    tails = Tails(ttl=1.0)
+    tails.learned(DOC, record(5), 2, batches(3, 5))
+    assert [b.clock for b in tails.after(DOC, 2)] == [3, 4, 5]
+    assert [b.clock for b in tails.after(DOC, 4)] == [5]
+    assert tails.after(DOC, 5) == []  # nothing after it held: the database reads
+    assert tails.after(DOC, 1) == []  # before the tail
+    assert tails.after("other", 0) == []
+    later = time.monotonic() + 2
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert tails.after(DOC, 2) == []  # not confirmed within ttl

@@ -38,6 +38,11 @@ class LoopConnections:
         self._connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        #: Statements that arrive together while there is no connection open
+        #: one: the others wait for it (psycopg queues statements on it).
+        self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def execute(self, sql: str, params: Any, what: str, quiet: bool = False) -> list[Any]:
         """Run ``sql`` (prepared) and return its rows; raise as ``PostgresProvider`` does."""
@@ -47,7 +52,7 @@ class LoopConnections:
         try:
             conn = self._connections.get(loop)
             if conn is None or conn.closed or conn.broken:
-                conn = self._connections[loop] = await self._connect()
+                conn = await self._open(loop)
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params, prepare=True)
                 rows: list[Any] = await cursor.fetchall()
@@ -67,6 +72,17 @@ class LoopConnections:
             else:
                 logger.exception("Database error on document %r", what)
             raise StorageError() from exc
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """This loop's connection, opened by the first statement that needs it."""
+        lock = self._opening.get(loop)
+        if lock is None:
+            lock = self._opening[loop] = asyncio.Lock()
+        async with lock:
+            conn = self._connections.get(loop)
+            if conn is None or conn.closed or conn.broken:
+                conn = self._connections[loop] = await self._connect()
+            return conn
 
     async def _connect(self) -> Any:
         import psycopg

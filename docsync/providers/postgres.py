@@ -62,7 +62,7 @@ from .tail import Tails
 
 logger = logging.getLogger(__name__)
 
-FUNCTION = "docsync_sync_v4"
+FUNCTION = "docsync_sync_v5"
 
 #: psycopg's prepare_threshold on Django's connections: only prepare=True prepares.
 NEVER_AUTOMATICALLY = 2**31 - 1
@@ -78,7 +78,7 @@ CREATE OR REPLACE FUNCTION {function}(
     p_doc_id text, p_doc_type text, p_clock bigint, p_has_doc boolean,
     p_fmt text, p_ops bytea, p_user text, p_device text, p_client text, p_expect_new boolean,
     p_owner text, p_count integer, p_digest text, p_prefixes text[], p_rule text,
-    p_roles text[])
+    p_roles text[], p_known bigint)
 RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
@@ -170,6 +170,10 @@ BEGIN
     END IF;
     v_send := d.snapshot_format <> '' AND (NOT p_has_doc OR d.snapshot_clock > p_clock);
     v_base := CASE WHEN v_send THEN d.snapshot_clock ELSE p_clock END;
+    -- Batches (p_clock, p_known] the caller holds already (its tail): not read.
+    IF NOT v_send AND p_known > v_base THEN
+        v_base := least(p_known, d.latest_clock);
+    END IF;
     RETURN QUERY SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean
         FROM docsync_operationbatch b
@@ -195,7 +199,7 @@ END
 $fn$
 """
 
-GROUP_FUNCTION = "docsync_sync_group_v2"
+GROUP_FUNCTION = "docsync_sync_group_v3"
 
 # The syncs of a group, in the order given, in the caller's one transaction.
 # Each docsync_sync_v3 call's statements take their own snapshots, so a sync
@@ -206,7 +210,7 @@ CREATE OR REPLACE FUNCTION {group_function}(
     p_doc_ids text[], p_doc_types text[], p_clocks bigint[], p_has_docs boolean[],
     p_fmts text[], p_ops bytea[], p_users text[], p_devices text[], p_clients text[],
     p_expect_new boolean[], p_owners text[], p_counts integer[], p_digests text[],
-    p_prefixes text[], p_rules text[], p_roles text[])
+    p_prefixes text[], p_rules text[], p_roles text[], p_knowns bigint[])
 RETURNS TABLE (item integer, kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
@@ -216,7 +220,8 @@ BEGIN
         RETURN QUERY SELECT i, s.* FROM {function}(p_doc_ids[i], p_doc_types[i], p_clocks[i],
             p_has_docs[i], p_fmts[i], p_ops[i], p_users[i], p_devices[i], p_clients[i],
             p_expect_new[i], p_owners[i], p_counts[i], p_digests[i],
-            string_to_array(p_prefixes[i], ' '), p_rules[i], string_to_array(p_roles[i], ' ')) s;
+            string_to_array(p_prefixes[i], ' '), p_rules[i], string_to_array(p_roles[i], ' '),
+            p_knowns[i]) s;
     END LOOP;
 END
 $fn$
@@ -226,13 +231,14 @@ GROUP_SQL = (
     f"SELECT * FROM {GROUP_FUNCTION}("
     "%s::text[], %s::text[], %s::bigint[], %s::boolean[], %s::text[], %s::bytea[], "
     "%s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], %s::integer[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[])"
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
 )
 
 WRITE_SQL = (
     f"SELECT * FROM {FUNCTION}("
     "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
-    "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[], %s::text, %s::text[])"
+    "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[], %s::text, %s::text[], "
+    "%s::bigint)"
 )
 
 # One statement, one snapshot, no lock: the record and the log tail agree.
@@ -266,7 +272,7 @@ def _group_columns(group: Sequence[tuple[Any, ...]]) -> tuple[list[int], list[li
     """The group's order (by document id: groups never deadlock) and its parameter arrays."""
     order = sorted(range(len(group)), key=lambda i: group[i][0])
     columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
-    for column in (-3, -1):  # arrays of arrays must be rectangular: joined
+    for column in (-4, -2):  # arrays of arrays must be rectangular: joined
         columns[column] = [None if p is None else " ".join(p) for p in columns[column]]
     return order, columns
 
@@ -277,6 +283,23 @@ def _split_rows(rows: Rows, order: list[int], size: int) -> list[Rows]:
     for item, *row in rows:
         per_item[order[item - 1]].append(tuple(row))
     return per_item
+
+
+def _joined(held: list[Batch], read: list[Batch], clock: int, latest: int) -> list[Batch]:
+    """The batches ``(clock, latest]`` of a write's answer: ``held`` (the
+    tail's, which the function was told not to read), then what it ``read``.
+
+    Raises ``StorageError`` if they do not join up exactly (never expected:
+    the write is committed but not acknowledged, so the client sends it
+    again, and that resend is answered by the ORM path).
+    """
+    run = [b for b in held if b.clock <= latest] + read
+    if len(run) != max(latest - clock, 0) or any(
+        b.clock != clock + 1 + i for i, b in enumerate(run)
+    ):
+        logger.error("docsync: a write's batches do not join its tail; not acknowledged")
+        raise StorageError()
+    return run
 
 
 def _group_clause(model: Any, quote: Any) -> str:
@@ -361,13 +384,15 @@ class PostgresProvider(ORMProvider):
         grant: tuple[str, str] | None = None,
     ) -> SyncStep | None:
         has_doc = req.serialized_doc is not None
+        held: list[Batch] = []
         if req.operations:
-            params = self._write_params(req, origin, expect_new, owner, grant)
+            held = self._held(req)
+            params = self._write_params(req, origin, expect_new, owner, grant, held)
             rows = self._write(params)
         else:
             pull = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
             rows = self._execute(READ_SQL, pull, req.doc_id)
-        return self._step(rows, req, has_doc, owner)
+        return self._step(rows, req, has_doc, owner, held)
 
     async def sync_write(
         self,
@@ -385,9 +410,16 @@ class PostgresProvider(ORMProvider):
         write (two writes of one document run in arrival order, the second
         reading the first's batch). ``None``: leave it to :meth:`transaction`.
         """
-        params = self._write_params(req, origin, False, owner, grant)
+        held = self._held(req)
+        params = self._write_params(req, origin, False, owner, grant, held)
         rows = await self._async_groups.submit(params)
-        return self._step(rows, req, req.serialized_doc is not None, owner)
+        return self._step(rows, req, req.serialized_doc is not None, owner, held)
+
+    def _held(self, req: Any) -> list[Batch]:
+        """The batches after the client's clock this process holds (its tail), gap-free."""
+        if self.tails is None:
+            return []
+        return self.tails.after(req.doc_id, req.clock)
 
     def _write_params(
         self,
@@ -396,6 +428,7 @@ class PostgresProvider(ORMProvider):
         expect_new: bool,
         owner: str | None,
         grant: tuple[str, str] | None,
+        held: list[Batch],
     ) -> tuple[Any, ...]:
         fmt, data = encode_operations(req.operations)
         prefixes = prefix_digests(req.operations)
@@ -416,10 +449,16 @@ class PostgresProvider(ORMProvider):
             prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             None if grant is None else grant[0],
             _WRITE_ROLES if grant is not None and grant[0] == "share" else None,
+            held[-1].clock if held else None,
         )
 
     def _step(
-        self, rows: list[tuple[Any, ...]], req: Any, has_doc: bool, owner: str | None
+        self,
+        rows: list[tuple[Any, ...]],
+        req: Any,
+        has_doc: bool,
+        owner: str | None,
+        held: list[Batch] | None = None,
     ) -> SyncStep | None:
         header, batches = None, []
         for kind, clock, fmt, data, *info in rows:
@@ -456,6 +495,8 @@ class PostgresProvider(ORMProvider):
             if has_doc and not fmt:
                 return None  # the client's first snapshot is stored by the ORM path
         batches.sort(key=lambda batch: batch.clock)  # UNION ALL keeps no order
+        if held and not send:
+            batches = _joined(held, batches, req.clock, latest)
         snapshot = decode_snapshot(fmt, data) if send else None
         clock = latest + 1 if req.operations else latest
         if self.tails is not None and record is not None:

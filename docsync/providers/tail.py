@@ -127,6 +127,22 @@ class Tails:
         with self._lock:
             self._tails.pop(doc_id, None)
 
+    def after(self, doc_id: str, clock: int) -> list[Batch]:
+        """The batches after ``clock`` held for ``doc_id`` (gap-free from ``clock + 1``).
+
+        For a write: the database need not read them again. Empty unless the
+        tail covers ``clock`` and the database confirmed it within ``ttl``.
+        Batches never change once committed; what would change them (a
+        squash, a restore) drops the tail.
+        """
+        with self._lock:
+            tail = self._tails.get(doc_id)
+            if tail is None or not tail.start <= clock < tail.latest:
+                return []
+            if time.monotonic() - tail.confirmed > self.ttl:
+                return []
+            return tail.batches[clock - tail.start :]
+
     # -- answering a pull --------------------------------------------------------
 
     def pull(self, doc_id: str, doc_type: str, clock: int, has_doc: bool) -> SyncStep | None:
