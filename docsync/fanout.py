@@ -114,8 +114,8 @@ async def throttled_group_send(
     """Send ``message`` to ``group`` at once, or merged with the next ones.
 
     The first message opens a window of ``interval`` seconds and goes at
-    once (with what else the same turn of the event loop sends to the
-    group); what is sent to the group meanwhile is merged (``merge(older,
+    once (as soon as the callbacks ready now have run, with what they send
+    to the group); what is sent to the group meanwhile is merged (``merge(older,
     newer)``) into one message that goes when the window ends, and opens the
     next window. So a group hears at most one message per ``interval``, and
     every message is followed, within ``interval``, by one that covers it.
@@ -135,26 +135,31 @@ async def throttled_group_send(
         return
     windows[key] = window = _Throttle(layer, group, merge, interval)
     loop.call_later(interval, _window_ended, loop, windows, key)
-    # What the same turn of the event loop sends to the group (the other
-    # writes of one group commit, acknowledged together) goes with the first.
-    await asyncio.sleep(0)
-    if window.pending is not None:
-        message, window.pending = merge(message, window.pending), None
-    await group_send(layer, group, message)
+    # Sent once the callbacks ready now have run, so that what they send to
+    # the group (the other writes of one group commit, acknowledged in this
+    # same turn of the event loop) goes with it; the caller does not wait.
+    window.pending = message
+    loop.call_soon(_send_pending, loop, window)
+
+
+def _send_pending(loop: asyncio.AbstractEventLoop, window: _Throttle) -> None:
+    message, window.pending = window.pending, None
+    if message is None:
+        return
+    task = loop.create_task(group_send(window.layer, window.group, message))
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
 
 
 def _window_ended(
     loop: asyncio.AbstractEventLoop, windows: dict[tuple[int, str], _Throttle], key: tuple[int, str]
 ) -> None:
     window = windows[key]
-    message, window.pending = window.pending, None
-    if message is None:
+    if window.pending is None:
         del windows[key]
         return
     loop.call_later(window.interval, _window_ended, loop, windows, key)
-    task = loop.create_task(group_send(window.layer, window.group, message))
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
+    _send_pending(loop, window)
 
 
 def frame_send(send: Any) -> Any:
