@@ -94,11 +94,15 @@ Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 class _Throttle:
     """A throttled group's window: the message that waits for its end, if any."""
 
-    __slots__ = ("layer", "group", "merge", "interval", "pending")
+    __slots__ = ("layer", "group", "merge", "interval", "pending", "first", "sending")
 
     def __init__(self, layer: Any, group: str, merge: Merge, interval: float) -> None:
         self.layer, self.group, self.merge, self.interval = layer, group, merge, interval
         self.pending: dict[str, Any] | None = None
+        #: ``pending`` is the window's first message, waiting for its turn.
+        self.first = False
+        #: The task sending the last message, until it is done.
+        self.sending: asyncio.Task[None] | None = None
 
 
 #: The open windows of throttled groups, per event loop (tests run several).
@@ -138,15 +142,29 @@ async def throttled_group_send(
     # Sent once the callbacks ready now have run, so that what they send to
     # the group (the other writes of one group commit, acknowledged in this
     # same turn of the event loop) goes with it; the caller does not wait.
-    window.pending = message
+    window.pending, window.first = message, True
     loop.call_soon(_send_pending, loop, window)
 
 
+async def group_send_in_order(layer: Any, group: str, message: dict[str, Any]) -> None:
+    """:func:`group_send`, after a throttled first message to ``group`` still
+    waiting for its turn (so that the group hears them in the order sent)."""
+    windows = _throttles.get(asyncio.get_running_loop())
+    window = windows.get((id(layer), group)) if windows else None
+    if window is not None:
+        if window.first and window.pending is not None:
+            first, window.pending, window.first = window.pending, None, False
+            await group_send(layer, group, first)
+        elif window.sending is not None and not window.sending.done():
+            await asyncio.shield(window.sending)
+    await group_send(layer, group, message)
+
+
 def _send_pending(loop: asyncio.AbstractEventLoop, window: _Throttle) -> None:
-    message, window.pending = window.pending, None
+    message, window.pending, window.first = window.pending, None, False
     if message is None:
         return
-    task = loop.create_task(group_send(window.layer, window.group, message))
+    task = window.sending = loop.create_task(group_send(window.layer, window.group, message))
     _sending.add(task)
     task.add_done_callback(_sending.discard)
 
@@ -346,7 +364,7 @@ class FanOutMixin(AsyncConsumer):
             _Outage.failed("group_discard", exc)
 
     async def layer_group_send(self, group: str, message: dict[str, Any]) -> None:
-        await group_send(self.channel_layer, group, message)
+        await group_send_in_order(self.channel_layer, group, message)
 
     async def layer_group_send_throttled(
         self, group: str, message: dict[str, Any], merge: Merge, interval: float

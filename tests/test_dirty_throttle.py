@@ -193,3 +193,23 @@ async def test_the_sender_does_not_wait_for_the_send():
     await throttled_group_send(SlowLayer(), "g", groups.dirty("d", "x", 1), groups.merge_dirty, 0.1)
     assert loop.time() - started < 0.02 and not sent.is_set()
     await asyncio.wait_for(sent.wait(), 1)
+
+
+async def test_what_the_sender_sends_next_to_the_group_comes_after_its_first():
+    """A write's dirty, then the writer's presence (or its leaving): the group
+    hears them in that order, though the dirty waits for its turn."""
+    from docsync.fanout import group_send_in_order
+
+    layer = InProcessChannelLayer()
+    (reader,) = await members_of(layer, "g", 1)
+    await throttled_group_send(layer, "g", groups.dirty("d", "x", 1), groups.merge_dirty, 0.05)
+    await group_send_in_order(layer, "g", groups.presence("d", {"x": None}))
+    await settled()
+    assert [m["type"] for m in pending(layer, reader)] == ["docsync.dirty", "docsync.presence"]
+    # Also when the dirty's send has started but not finished.
+    await asyncio.sleep(0.08)
+    await throttled_group_send(layer, "g", groups.dirty("d", "x", 2), groups.merge_dirty, 0.05)
+    await asyncio.sleep(0)  # its send is a task now
+    await group_send_in_order(layer, "g", groups.presence("d", {"x": 1}))
+    await settled()
+    assert [m["type"] for m in pending(layer, reader)] == ["docsync.dirty", "docsync.presence"]
