@@ -307,8 +307,6 @@ def report(line: dict, pid: int | None, cpu0: float) -> dict:
 
 
 NODE_LOADGEN = ROOT / "benchmarks" / "node" / "loadgen.mjs"
-NODE_SCENARIOS = ["solo", "many", "many_whole", "fanout", "hot20", "hot20_whole", "hot120"]
-NODE_SCENARIOS += ["laggard", "connects"]
 
 
 async def run_node(config: str, url: str, args, tokens, pid: int | None = None) -> list[dict]:
@@ -321,7 +319,7 @@ async def run_node(config: str, url: str, args, tokens, pid: int | None = None) 
     with tempfile.NamedTemporaryFile("w", suffix=".json") as table:
         json.dump({name: tokens(name) for name in names_for(args)}, table)
         table.flush()
-        for name in args.only or NODE_SCENARIOS:
+        for name in args.only or list(SCENARIOS):  # loadgen.mjs has them all
             cmd = ["node", str(NODE_LOADGEN), "--url", url, "--only", name, "--label", config]
             cmd += ["--tokens-file", table.name, "--seconds", str(args.seconds)]
             cmd += ["--clients", str(args.clients), "--rounds", str(args.rounds)]

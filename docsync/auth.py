@@ -179,21 +179,21 @@ async def authenticate_async(request: Any) -> dict[str, Any] | None:
 
     token = request.get("token")
     found = lookups() if token else None
-    if found is None or not (found.by_token_sql or tokens.is_signed_token(token)):
+    signed = bool(token) and tokens.is_signed_token(token)
+    if found is None or not (signed or found.by_token_sql):
         identity: dict[str, Any] | None = await in_thread(authenticate, request)
         return identity
-    if tokens.is_signed_token(token):
+    expires_at = None
+    if signed:
         claims = tokens.read_token(token)  # raises TokenExpired
         if claims is None:
             return None
-        user = await found.user_by_pk(claims.user_pk)
-        if user is None or not user.is_active:
-            return None
-        return identity_for(user, "token", expires_at=claims.expires_at)
-    user = await found.user_by_token(token)
+        user, expires_at = await found.user_by_pk(claims.user_pk), claims.expires_at
+    else:
+        user = await found.user_by_token(token)
     if user is None or not user.is_active:
         return None
-    return identity_for(user, "token")
+    return identity_for(user, "token", expires_at=expires_at)
 
 
 #: The server awaits this twin instead of running ``authenticate`` in a thread.

@@ -32,6 +32,8 @@ def tune_once() -> bool:
     Does nothing with ``GC_TUNING`` off or the collector disabled.
     """
     global _tuned
+    if _tuned:  # every connection after the first: no lock
+        return False
     with _lock:
         if _tuned:
             return False
