@@ -322,7 +322,7 @@ class PostgresProvider(ORMProvider):
 
     Options: ``using``, the database alias (default ``"default"``), which
     must be a PostgreSQL database (psycopg 3); ``group_commit``, the most
-    writes one transaction may hold (default 32; 1 commits each on its own).
+    writes one transaction may hold (default 128; 1 commits each on its own).
     """
 
     unlocked_reads = True
@@ -334,7 +334,7 @@ class PostgresProvider(ORMProvider):
     def __init__(
         self,
         *,
-        group_commit: int = 32,
+        group_commit: int = 128,
         tail_documents: int = 1000,
         loop_connection: bool = True,
         **options: Any,
