@@ -265,6 +265,63 @@ async def test_writes_from_the_event_loop_share_transactions_and_stay_in_order(l
     assert len(stored) == 60 and len(set(stored)) < 30
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("loop_connection", [True, False], ids=["loop", "threads"])
+@django_db_on("postgres", transaction=True)
+async def test_a_group_does_not_read_back_what_it_wrote(loop_connection, monkeypatch):
+    """Writes of one document in one group are not read again by the writes
+    after them (the group holds them), nor are the batches of the tail when
+    the group starts; what another process wrote meanwhile is read. Every
+    answer is still exactly the batches before the write's own."""
+    require_database("postgres")
+    provider = PostgresProvider(using="postgres", loop_connection=loop_connection)
+    elsewhere = PostgresProvider(using="postgres", loop_connection=False)
+    docs = ["rb0", "rb1", "rb2"]
+    ops: dict[str, dict[int, list]] = {doc: {} for doc in docs}
+    for doc in docs:  # clock 1 here (in the tail), clock 2 in another process (not)
+        step = await provider.sync_write(SyncRequest("list", doc, [[doc, "here"]], None, 0), ORIGIN)
+        ops[doc][step.clock] = [doc, "here"]
+        req = SyncRequest("list", doc, [[doc, "there"]], None, 1)
+        step = await asyncio.to_thread(elsewhere.sync_step, req, ORIGIN)
+        ops[doc][step.clock] = [doc, "there"]
+    read: list[int] = []
+    if loop_connection:
+        execute = provider._async.execute
+
+        async def spy(sql, params, what, quiet=False):
+            rows = await execute(sql, params, what, quiet)
+            read.append(sum(1 for row in rows if row[1] == "batch"))
+            return rows
+
+        monkeypatch.setattr(provider._async, "execute", spy)
+    else:
+        execute = provider._execute
+
+        def spy(sql, params, what, quiet=False):
+            rows = execute(sql, params, what, quiet)
+            read.append(sum(1 for row in rows if row[1] == "batch"))
+            return rows
+
+        monkeypatch.setattr(provider, "_execute", spy)
+
+    async def write(doc: str, i: int):
+        req = SyncRequest("list", doc, [[doc, i]], None, 0)
+        return doc, i, await provider.sync_write(req, Origin(device_id=f"d{i}", client_id=f"c{i}"))
+
+    results = await asyncio.gather(*(write(docs[i % 3], i) for i in range(60)))
+    for doc in docs:
+        steps = [(i, step) for d, i, step in results if d == doc]
+        assert sorted(step.clock for _, step in steps) == list(range(3, 23))
+        ops[doc].update({step.clock: [doc, i] for i, step in steps})
+        for _, step in steps:
+            got = [op for batch in step.batches for op in batch.operations]
+            assert got == [ops[doc][clock] for clock in range(1, step.clock)]
+    # At most clocks 1 and 2 per write (the tail learns no document's
+    # creation, nor another process's batch): reading back what the group
+    # wrote before each write would add 570 (3 x (0 + 1 + ... + 19)).
+    assert sum(read) <= 2 * 60, read
+
+
 def _transactions_of(doc_ids: list[str]) -> list[str]:
     with connections["postgres"].cursor() as cursor:
         cursor.execute(

@@ -7,7 +7,7 @@ unchanged, and every other use (squashing, deleting, the admin) goes through
 the ORM provider's transactions. A sync is answered in one statement instead
 (:meth:`PostgresProvider.sync_step`):
 
-* A sync with operations calls the server-side function ``docsync_sync_v3``:
+* A sync with operations calls the server-side function ``docsync_sync_v6``:
   it locks the document's row, reads the batches the client lacks, appends
   the new batch and advances the clock in one round trip, one transaction
   and one commit. Each of its statements sees what committed before it (a
@@ -23,7 +23,7 @@ the ORM provider's transactions. A sync is answered in one statement instead
 Writes to different documents that arrive while another write is running
 share one transaction and one commit (*group commit*,
 :mod:`docsync.providers.groupcommit`): one thread runs them all with one call
-of ``docsync_sync_group_v1`` (the same function on each, documents in a fixed
+of ``docsync_sync_group_v4`` (the same function on each, documents in a fixed
 order so that two groups never deadlock), and each waiting sync is answered
 after that commit only. A group the database refuses is rolled back whole
 and its syncs run again one by one, so one failing sync fails alone.
@@ -62,7 +62,7 @@ from .tail import Tails
 
 logger = logging.getLogger(__name__)
 
-FUNCTION = "docsync_sync_v5"
+FUNCTION = "docsync_sync_v6"
 
 #: psycopg's prepare_threshold on Django's connections: only prepare=True prepares.
 NEVER_AUTOMATICALLY = 2**31 - 1
@@ -78,7 +78,7 @@ CREATE OR REPLACE FUNCTION {function}(
     p_doc_id text, p_doc_type text, p_clock bigint, p_has_doc boolean,
     p_fmt text, p_ops bytea, p_user text, p_device text, p_client text, p_expect_new boolean,
     p_owner text, p_count integer, p_digest text, p_prefixes text[], p_rule text,
-    p_roles text[], p_known bigint)
+    p_roles text[], p_known bigint, p_upto bigint)
 RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
@@ -170,14 +170,16 @@ BEGIN
     END IF;
     v_send := d.snapshot_format <> '' AND (NOT p_has_doc OR d.snapshot_clock > p_clock);
     v_base := CASE WHEN v_send THEN d.snapshot_clock ELSE p_clock END;
-    -- Batches (p_clock, p_known] the caller holds already (its tail): not read.
+    -- Batches (p_clock, p_known] the caller holds already (its tail): not read;
+    -- nor those after p_upto (written by the caller's group, which holds them).
     IF NOT v_send AND p_known > v_base THEN
         v_base := least(p_known, d.latest_clock);
     END IF;
     RETURN QUERY SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean
         FROM docsync_operationbatch b
-        WHERE b.document_id = d.id AND b.clock > v_base ORDER BY b.clock;
+        WHERE b.document_id = d.id AND b.clock > v_base
+          AND (p_upto IS NULL OR b.clock <= p_upto) ORDER BY b.clock;
     v_clock := d.latest_clock + 1;
     INSERT INTO docsync_operationbatch (document_id, clock, operations, operations_format,
         user_id, device_id, client_id, created_at)
@@ -199,12 +201,16 @@ END
 $fn$
 """
 
-GROUP_FUNCTION = "docsync_sync_group_v3"
+GROUP_FUNCTION = "docsync_sync_group_v4"
 
-# The syncs of a group, in the order given, in the caller's one transaction.
-# Each docsync_sync_v3 call's statements take their own snapshots, so a sync
-# sees what the ones before it in the group wrote. p_prefixes: each sync's
-# prefix digests joined by spaces (arrays of arrays must be rectangular).
+# The syncs of a group, in the order given (same documents next to each
+# other), in the caller's one transaction. Each sync's statements take their
+# own snapshots, so a sync sees what the ones before it in the group wrote;
+# it does not read those batches, though (the caller holds them): the first
+# of several writes of one document locks its row and notes its clock
+# (v_upto), and what comes after that clock is this group's own. p_prefixes:
+# each sync's prefix digests joined by spaces (arrays of arrays must be
+# rectangular).
 GROUP_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION {group_function}(
     p_doc_ids text[], p_doc_types text[], p_clocks bigint[], p_has_docs boolean[],
@@ -215,13 +221,24 @@ RETURNS TABLE (item integer, kind text, clock bigint, fmt text, data bytea, doc_
                snapshot_clock bigint, owner_id text, deleted boolean, send boolean,
                created boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_doc text;
+    v_upto bigint;
 BEGIN
     FOR i IN 1 .. cardinality(p_doc_ids) LOOP
+        IF v_doc IS DISTINCT FROM p_doc_ids[i] THEN
+            v_doc := p_doc_ids[i];
+            v_upto := NULL;
+            IF i < cardinality(p_doc_ids) AND p_doc_ids[i + 1] = v_doc THEN
+                SELECT t.latest_clock INTO v_upto FROM docsync_document t
+                 WHERE t.doc_id = v_doc FOR UPDATE;
+            END IF;
+        END IF;
         RETURN QUERY SELECT i, s.* FROM {function}(p_doc_ids[i], p_doc_types[i], p_clocks[i],
             p_has_docs[i], p_fmts[i], p_ops[i], p_users[i], p_devices[i], p_clients[i],
             p_expect_new[i], p_owners[i], p_counts[i], p_digests[i],
             string_to_array(p_prefixes[i], ' '), p_rules[i], string_to_array(p_roles[i], ' '),
-            p_knowns[i]) s;
+            p_knowns[i], v_upto) s;
     END LOOP;
 END
 $fn$
@@ -238,7 +255,7 @@ WRITE_SQL = (
     f"SELECT * FROM {FUNCTION}("
     "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::bytea, %s::text, %s::text, "
     "%s::text, %s::boolean, %s::text, %s::integer, %s::text, %s::text[], %s::text, %s::text[], "
-    "%s::bigint)"
+    "%s::bigint, NULL)"
 )
 
 # One statement, one snapshot, no lock: the record and the log tail agree.
@@ -268,8 +285,26 @@ Rows = list[tuple[Any, ...]]
 _WRITE_ROLES = sorted(WRITE_ROLES)
 
 
+class _Write:
+    """One write of a group: its request, the function's parameters but the
+    last (``p_known``: the tail's, taken when the group starts)."""
+
+    __slots__ = ("held", "owner", "params", "req")
+
+    def __init__(self, req: Any, params: tuple[Any, ...], owner: str | None) -> None:
+        self.req = req
+        self.params = params
+        self.owner = owner
+        #: The batches after the client's clock the tail held when the group started.
+        self.held: list[Batch] = []
+
+    def statement_params(self) -> tuple[Any, ...]:
+        return (*self.params, self.held[-1].clock if self.held else None)
+
+
 def _group_columns(group: Sequence[tuple[Any, ...]]) -> tuple[list[int], list[list[Any]]]:
-    """The group's order (by document id: groups never deadlock) and its parameter arrays."""
+    """The group's order (by document id: groups never deadlock; a document's
+    writes keep their order) and its parameter arrays."""
     order = sorted(range(len(group)), key=lambda i: group[i][0])
     columns = [list(column) for column in zip(*(group[i] for i in order), strict=True)]
     for column in (-4, -2):  # arrays of arrays must be rectangular: joined
@@ -283,6 +318,15 @@ def _split_rows(rows: Rows, order: list[int], size: int) -> list[Rows]:
     for item, *row in rows:
         per_item[order[item - 1]].append(tuple(row))
     return per_item
+
+
+def _with_before(read: list[Batch], before: list[Batch], base: int, latest: int) -> list[Batch]:
+    """What the function ``read`` and the batches of the group's earlier
+    writes (``before``, not read again) in ``(base, latest]``, by clock; a
+    clock read wins (a write that ran alone after its group failed reads them)."""
+    clocks = {b.clock for b in read}
+    extra = [b for b in before if base < b.clock <= latest and b.clock not in clocks]
+    return sorted(read + extra, key=lambda batch: batch.clock) if extra else read
 
 
 def _joined(held: list[Batch], read: list[Batch], clock: int, latest: int) -> list[Batch]:
@@ -357,10 +401,10 @@ class PostgresProvider(ORMProvider):
         self.group_commit = group_commit
         #: The newest batches of the documents being worked on (``docsync.providers.tail``).
         self.tails = Tails(max_docs=tail_documents) if tail_documents else None
-        self._groups: GroupCommit[tuple[Any, ...], Rows] = GroupCommit(
+        self._groups: GroupCommit[_Write, SyncStep | None] = GroupCommit(
             self._run_group, group_commit
         )
-        self._async_groups: AsyncGroupCommit[tuple[Any, ...], Rows] = AsyncGroupCommit(
+        self._async_groups: AsyncGroupCommit[_Write, SyncStep | None] = AsyncGroupCommit(
             self._run_group_async, group_commit
         )
         #: Group commits from the event loop run on its own connection (no thread hop).
@@ -384,15 +428,11 @@ class PostgresProvider(ORMProvider):
         grant: tuple[str, str] | None = None,
     ) -> SyncStep | None:
         has_doc = req.serialized_doc is not None
-        held: list[Batch] = []
         if req.operations:
-            held = self._held(req)
-            params = self._write_params(req, origin, expect_new, owner, grant, held)
-            rows = self._write(params)
-        else:
-            pull = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
-            rows = self._execute(READ_SQL, pull, req.doc_id)
-        return self._step(rows, req, has_doc, owner, held)
+            write = _Write(req, self._write_params(req, origin, expect_new, owner, grant), owner)
+            return self._write(write)
+        pull = {"doc_id": req.doc_id, "clock": req.clock, "has_doc": has_doc}
+        return self._step(self._execute(READ_SQL, pull, req.doc_id), req, has_doc, owner)
 
     async def sync_write(
         self,
@@ -410,16 +450,16 @@ class PostgresProvider(ORMProvider):
         write (two writes of one document run in arrival order, the second
         reading the first's batch). ``None``: leave it to :meth:`transaction`.
         """
-        held = self._held(req)
-        params = self._write_params(req, origin, False, owner, grant, held)
-        rows = await self._async_groups.submit(params)
-        return self._step(rows, req, req.serialized_doc is not None, owner, held)
+        write = _Write(req, self._write_params(req, origin, False, owner, grant), owner)
+        return await self._async_groups.submit(write)
 
-    def _held(self, req: Any) -> list[Batch]:
-        """The batches after the client's clock this process holds (its tail), gap-free."""
-        if self.tails is None:
-            return []
-        return self.tails.after(req.doc_id, req.clock)
+    def _started(self, group: Sequence[_Write]) -> None:
+        """A group starts: each write's batches that this process holds (its
+        tail, gap-free after the client's clock), as late as possible, so that
+        the previous group's are among them and are not read again."""
+        if self.tails is not None:
+            for write in group:
+                write.held = self.tails.after(write.req.doc_id, write.req.clock)
 
     def _write_params(
         self,
@@ -428,7 +468,6 @@ class PostgresProvider(ORMProvider):
         expect_new: bool,
         owner: str | None,
         grant: tuple[str, str] | None,
-        held: list[Batch],
     ) -> tuple[Any, ...]:
         fmt, data = encode_operations(req.operations)
         prefixes = prefix_digests(req.operations)
@@ -449,7 +488,6 @@ class PostgresProvider(ORMProvider):
             prefixes if len(prefixes) <= MAX_PREFIX_DIGESTS else None,
             None if grant is None else grant[0],
             _WRITE_ROLES if grant is not None and grant[0] == "share" else None,
-            held[-1].clock if held else None,
         )
 
     def _step(
@@ -459,6 +497,7 @@ class PostgresProvider(ORMProvider):
         has_doc: bool,
         owner: str | None,
         held: list[Batch] | None = None,
+        before: list[Batch] | None = None,
     ) -> SyncStep | None:
         header, batches = None, []
         for kind, clock, fmt, data, *info in rows:
@@ -495,6 +534,9 @@ class PostgresProvider(ORMProvider):
             if has_doc and not fmt:
                 return None  # the client's first snapshot is stored by the ORM path
         batches.sort(key=lambda batch: batch.clock)  # UNION ALL keeps no order
+        if before:
+            base = snapshot_clock if send else max(req.clock, held[-1].clock if held else 0)
+            batches = _with_before(batches, before, base, latest)
         if held and not send:
             batches = _joined(held, batches, req.clock, latest)
         snapshot = decode_snapshot(fmt, data) if send else None
@@ -539,16 +581,50 @@ class PostgresProvider(ORMProvider):
 
     # -- group commit ---------------------------------------------------------
 
-    def _write(self, params: tuple[Any, ...]) -> Rows:
+    def _write(self, write: _Write) -> SyncStep | None:
         """Run one write, in a group with the writes of other threads if it can."""
         if self.group_commit == 1 or connections[self.using].in_atomic_block:
             # Inside the caller's transaction, the write must be part of it.
-            rows = self._execute(WRITE_SQL, params, params[0])
-            changes.note(self.using, params[0])  # for webhooks (on the caller's commit)
-            return rows
-        return self._groups.submit(params)
+            self._started([write])
+            rows = self._execute(WRITE_SQL, write.statement_params(), write.req.doc_id)
+            changes.note(self.using, write.req.doc_id)  # for webhooks (on the caller's commit)
+            [outcome] = self._answers([write], [Outcome(value=rows)], [0])
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome.value
+        return self._groups.submit(write)
 
-    async def _run_group_async(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+    def _answers(
+        self, group: Sequence[_Write], outcomes: list[Outcome[Rows]], order: list[int]
+    ) -> list[Outcome[SyncStep | None]]:
+        """Each write's answer, made in the order they ran, before the next
+        group starts (so that the tail holds this group's batches by then).
+
+        A write is told the batches the group's earlier writes of its document
+        stored (the function did not read them again); a write whose answer
+        fails (its batches do not join up: ``_joined``) fails alone.
+        """
+        answers: list[Outcome[SyncStep | None]] = [Outcome() for _ in group]
+        written: dict[str, list[Batch]] = {}
+        for i in order:
+            write, outcome = group[i], outcomes[i]
+            if outcome.error is not None or outcome.value is None:
+                answers[i] = Outcome(error=outcome.error)
+                continue
+            req, rows = write.req, outcome.value
+            stored = written.setdefault(req.doc_id, [])
+            try:
+                has_doc = req.serialized_doc is not None
+                step = self._step(rows, req, has_doc, write.owner, write.held, stored)
+                answers[i] = Outcome(value=step)
+            except Exception as exc:  # noqa: BLE001  (this write's alone, as if in its request)
+                answers[i] = Outcome(error=exc)
+            latest = next((row[1] for row in rows if row[0] == "doc"), None)
+            if latest is not None:  # it wrote: its batch has the clock after the record's
+                stored.append(Batch(latest + 1, list(req.operations)))
+        return answers
+
+    async def _run_group_async(self, group: Sequence[_Write]) -> list[Outcome[SyncStep | None]]:
         """:meth:`_run_group` on the event loop's own connection (no thread hop)."""
         if self._async is None:
             return await hop(False, self._run_group, group)
@@ -563,11 +639,14 @@ class PostgresProvider(ORMProvider):
             StorageOutage.succeeded()
         return outcomes
 
-    async def _run_group_on_loop(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+    async def _run_group_on_loop(self, group: Sequence[_Write]) -> list[Outcome[SyncStep | None]]:
         assert self._async is not None
         execute = self._async.execute
+        self._started(group)
+        params = [write.statement_params() for write in group]
+        order, columns = _group_columns(params)
+        outcomes: list[Outcome[Rows]] = []
         if len(group) > 1:
-            order, columns = _group_columns(group)
             try:
                 rows = await execute(GROUP_SQL, columns, "a group", quiet=True)
             except StorageUnavailable as exc:
@@ -575,32 +654,40 @@ class PostgresProvider(ORMProvider):
             except StorageError:  # nothing of the group was stored: each on its own
                 pass
             else:
-                for params in group:
-                    changes.note(self.using, params[0])  # for webhooks: committed
-                return [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
-        outcomes: list[Outcome[Rows]] = []
-        for params in group:
-            try:
-                outcomes.append(Outcome(value=await execute(WRITE_SQL, params, params[0])))
-                changes.note(self.using, params[0])
-            except (StorageError, StorageUnavailable) as exc:
-                outcomes.append(Outcome(error=exc))
-        return outcomes
+                for write in group:
+                    changes.note(self.using, write.req.doc_id)  # for webhooks: committed
+                outcomes = [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
+        if not outcomes:
+            alone: dict[int, Outcome[Rows]] = {}
+            for i in order:  # in the order the group would have run them
+                try:
+                    alone[i] = Outcome(value=await execute(WRITE_SQL, params[i], params[i][0]))
+                    changes.note(self.using, params[i][0])
+                except (StorageError, StorageUnavailable) as exc:
+                    alone[i] = Outcome(error=exc)
+            outcomes = [alone[i] for i in range(len(group))]
+        return self._answers(group, outcomes, order)
 
-    def _run_group(self, group: Sequence[tuple[Any, ...]]) -> list[Outcome[Rows]]:
+    def _run_group(self, group: Sequence[_Write]) -> list[Outcome[SyncStep | None]]:
         """Run the writes of ``group`` in one transaction (on this thread's connection)."""
+        self._started(group)
+        params = [write.statement_params() for write in group]
+        order, columns = _group_columns(params)
         if len(group) == 1:
-            return [self._run_alone(group[0])]
-        order, columns = _group_columns(group)
-        try:
-            rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
-        except StorageUnavailable as exc:
-            return [Outcome(error=exc) for _ in group]
-        except StorageError:  # nothing of the group was stored: each on its own
-            return [self._run_alone(params) for params in group]
-        for params in group:
-            changes.note(self.using, params[0])  # for webhooks: committed
-        return [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
+            outcomes = [self._run_alone(params[0])]
+        else:
+            try:
+                rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
+            except StorageUnavailable as exc:
+                return [Outcome(error=exc) for _ in group]
+            except StorageError:  # nothing of the group was stored: each on its own
+                alone = {i: self._run_alone(params[i]) for i in order}
+                outcomes = [alone[i] for i in range(len(group))]
+            else:
+                for write in group:
+                    changes.note(self.using, write.req.doc_id)  # for webhooks: committed
+                outcomes = [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
+        return self._answers(group, outcomes, order)
 
     def _run_alone(self, params: tuple[Any, ...]) -> Outcome[Rows]:
         try:

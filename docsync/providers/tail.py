@@ -53,7 +53,7 @@ class _Tail:
 class Tails:
     """Per document, the newest batches of its log (see the module docstring)."""
 
-    def __init__(self, max_docs: int = 1000, max_batches: int = 64, ttl: float = 1.0) -> None:
+    def __init__(self, max_docs: int = 1000, max_batches: int = 256, ttl: float = 1.0) -> None:
         self.max_docs = max_docs
         self.max_batches = max_batches
         self.ttl = ttl
