@@ -244,11 +244,14 @@ END
 $fn$
 """
 
+# Binary parameters (%b): psycopg dumps lists as binary arrays about five
+# times faster than as text (a group of 50: 0.4 ms instead of 2), and the
+# server need not parse them.
 GROUP_SQL = (
     f"SELECT * FROM {GROUP_FUNCTION}("
-    "%s::text[], %s::text[], %s::bigint[], %s::boolean[], %s::text[], %s::bytea[], "
-    "%s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], %s::integer[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+    "%b::text[], %b::text[], %b::bigint[], %b::boolean[], %b::text[], %b::bytea[], "
+    "%b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[], %b::integer[], "
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[])"
 )
 
 WRITE_SQL = (
