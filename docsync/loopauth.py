@@ -28,6 +28,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections, router
 
 from .providers.pgasync import LoopConnections
+from .utils import user_pk
 
 #: Prepare each statement at its first use (a handful of statements).
 _PREPARE = 1
@@ -59,11 +60,8 @@ class UserLookups:
 
     async def user_by_pk(self, pk: Any) -> Any | None:
         """The user whose primary key is ``pk`` (``None``: none, or not a valid key)."""
-        from django.core.exceptions import ValidationError
-
-        try:
-            pk = self.model._meta.pk.to_python(pk)
-        except (ValidationError, TypeError, ValueError):
+        pk = user_pk(pk)
+        if pk is None:
             return None
         return await self._user(self.by_pk_sql, pk)
 

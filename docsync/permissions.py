@@ -37,10 +37,10 @@ import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 
 from .hops import nonblocking
 from .identity import user_pk_of
+from .utils import user_pk
 
 logger = logging.getLogger(__name__)
 
@@ -164,14 +164,10 @@ class DocumentPermissions:
 
 def fetch_user(pk: Any) -> Any | None:
     """The user whose primary key is ``pk``, or ``None`` (unknown, malformed)."""
+    pk = user_pk(pk)
     if pk is None:
         return None
-    model = get_user_model()
-    try:
-        pk = model._meta.pk.to_python(pk)
-    except (ValidationError, TypeError, ValueError):
-        return None
-    return model._default_manager.filter(pk=pk).first()
+    return get_user_model()._default_manager.filter(pk=pk).first()
 
 
 def load_document(provider: Any, doc_id: str) -> Any | None:

@@ -56,6 +56,21 @@ def database_from_url(url: str) -> dict[str, Any]:
     return config
 
 
+def user_pk(value: Any) -> Any | None:
+    """``value`` as the user model's primary key (``to_python``), or ``None``
+    when it cannot be one (malformed, ``None``): the one check of a user id
+    from a client, a token or a row before it is looked up."""
+    if value is None:
+        return None
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ValidationError
+
+    try:
+        return get_user_model()._meta.pk.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
 def deprecated_names(module: str, names: dict[str, tuple[str, Any]]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for names kept from an older release.
 

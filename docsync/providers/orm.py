@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -47,6 +47,7 @@ from ..models import (
     encode_snapshot,
 )
 from ..outage import connection_lost
+from ..utils import user_pk
 from .base import (
     BaseProvider,
     Batch,
@@ -345,14 +346,10 @@ class ORMTransaction(ProviderTransaction):
         if user_id is None:
             return None
         if user_id not in self._users:
-            model = get_user_model()
-            try:
-                pk = model._meta.pk.to_python(user_id)
-            except (ValidationError, TypeError, ValueError):
-                pk = None
+            pk = user_pk(user_id)
             user = None
             if pk is not None:
-                users = model._default_manager.db_manager(self.using).filter(pk=pk)
+                users = get_user_model()._default_manager.db_manager(self.using).filter(pk=pk)
                 user = users.only("pk").first()
             self._users[user_id] = user
         return self._users[user_id]

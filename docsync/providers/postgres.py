@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from .. import changes
@@ -54,6 +54,7 @@ from ..exceptions import StorageError, StorageUnavailable
 from ..hops import hop
 from ..models import WRITE_ROLES, decode_operations, decode_snapshot, encode_operations
 from ..outage import StorageOutage, connection_lost
+from ..utils import user_pk
 from .base import Batch, DocRecord, Mode, Origin, SyncStep, prefix_digests
 from .groupcommit import AsyncGroupCommit, GroupCommit, Outcome
 from .orm import ORMProvider, ORMTransaction
@@ -787,10 +788,7 @@ class PostgresProvider(ORMProvider):
         if user_id is None:
             return None
         if user_id not in self._users:
-            try:
-                pk = get_user_model()._meta.pk.to_python(user_id)
-            except (ValidationError, TypeError, ValueError):
-                pk = None
+            pk = user_pk(user_id)
             if len(self._users) > 10_000:
                 self._users.clear()
             self._users[user_id] = None if pk is None else str(pk)

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.db import IntegrityError, connections, transaction
 from django.db.models import QuerySet
@@ -56,6 +54,7 @@ from ..exceptions import (
 )
 from ..models import Document, DocumentShare
 from ..server import DocSyncServer
+from ..utils import user_pk
 from . import serializers as s
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -287,10 +286,10 @@ class DocumentListView(DocsyncAPIView):
 
 
 def _user_pk(value: str) -> Any:
-    try:
-        return get_user_model()._meta.pk.to_python(value)
-    except (DjangoValidationError, TypeError, ValueError):
-        raise exceptions.ValidationError({"owner": [f"{value[:40]!r} is not a user id."]}) from None
+    pk = user_pk(value)
+    if pk is None:
+        raise exceptions.ValidationError({"owner": [f"{value[:40]!r} is not a user id."]})
+    return pk
 
 
 def _moment(name: str, params: Any) -> Any:
