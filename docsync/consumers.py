@@ -253,6 +253,7 @@ class DocSyncConsumer(SubscriptionConsumer):
                 document = await self._signal_document(doc_id)
                 members = await self._subscribe(doc_id, document)
             await self.ack(ack_id, {"data": outcome.as_wire(doc_id)})
+            self.answered[doc_id] = outcome.clock
             metrics.synced(time.perf_counter() - started, len(req.operations))
             if req.operations:
                 members = await self._dirty(doc_id, members, outcome.clock)

@@ -38,6 +38,9 @@ class SubscriptionConsumer(SocketIOConsumer):
         super().init_session()
         self.identity: Identity | None = None
         self.docs: set[str] = set()
+        #: Per document, the clock of the last answer sent: a ``dirty`` up to
+        #: it tells this client nothing new.
+        self.answered: dict[str, int] = {}
         # What authorize allowed this connection; revocations clear it.
         self.grants = Grants()
 
@@ -84,6 +87,7 @@ class SubscriptionConsumer(SocketIOConsumer):
         """Unsubscribe from ``doc_id``; tell the others our presence is gone."""
         client_id = self._identity().client_id
         self.docs.discard(doc_id)
+        self.answered.pop(doc_id, None)
         self.grants.forget(doc_id)
         remaining = await self.server.state.leave(doc_id, self._member())
         group = groups.doc_group(doc_id)
@@ -156,12 +160,16 @@ class SubscriptionConsumer(SocketIOConsumer):
 
     async def docsync_dirty(self, message: dict[str, Any]) -> None:
         doc_id = message["doc"]
+        clock = message.get("clock")
         # Every process hears the clock, also when no connection of it is told.
-        self.server.heard(doc_id, message.get("clock"))
+        self.server.heard(doc_id, clock)
         if (
             self.identity is not None
             and doc_id in self.docs
             and message["device"] != self.identity.device_id
+            # An answer already gave this client the batches up to clock (it
+            # pulled after the write): the dirty would only make it pull again.
+            and (clock is None or self.answered.get(doc_id, -1) < clock)
         ):
             await self.emit("dirty", {"docId": doc_id})
             metrics.sent("dirty")

@@ -213,3 +213,44 @@ async def test_what_the_sender_sends_next_to_the_group_comes_after_its_first():
     await group_send_in_order(layer, "g", groups.presence("d", {"x": 1}))
     await settled()
     assert [m["type"] for m in pending(layer, reader)] == ["docsync.dirty", "docsync.presence"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_no_dirty_for_what_a_client_was_answered_already(app, settings):
+    """A client that pulled after a write (its answer holds the write) is not
+    told about that write again when the merged dirty of the window comes;
+    a client that did not pull is."""
+    from tests.test_consumer import DOC, connected
+
+    settings.DOCSYNC = {**settings.DOCSYNC, "DIRTY_INTERVAL": 0.3}
+
+    def sync(ops=(), clock=0) -> dict:
+        return {"type": "doc", "docId": DOC, "operations": list(ops), "serializedDoc": None,
+                "clock": clock}  # fmt: skip
+
+    async def call(c, payload: dict) -> dict:
+        ack_id = await c.emit("sync", payload)
+        while True:
+            prefix, body = await c.recv_json()
+            if prefix == f"43{ack_id}":
+                return body[0]
+
+    writer, puller, listener = [await connected(app, name) for name in ("w", "p", "l")]
+    dirty = f'42["dirty",{{"docId":"{DOC}"}}]'
+    try:
+        assert (await call(writer, sync(["0"])))["data"]["clock"] == 1
+        for c in (puller, listener):
+            assert (await call(c, sync()))["data"]["clock"] == 1
+        for c in (writer, puller, listener):
+            while not await c.nothing(0.1):  # collaboration frames
+                await c.recv()
+        assert (await call(writer, sync(["1"], 1)))["data"]["clock"] == 2  # opens a window
+        assert await puller.recv() == dirty and await listener.recv() == dirty
+        assert (await call(writer, sync(["2"], 2)))["data"]["clock"] == 3  # merged, held
+        pulled = await call(puller, sync(clock=1))  # before the window ends
+        assert pulled["data"]["clock"] == 3 and pulled["data"]["operations"] == ["1", "2"]
+        assert await listener.recv() == dirty  # the window's end: clock 3
+        assert await puller.nothing(0.4)  # it holds clock 3 already
+    finally:
+        for c in (writer, puller, listener):
+            await c.close()
