@@ -31,6 +31,15 @@ def pending(layer: InProcessChannelLayer, channel: str) -> list[dict]:
     return out
 
 
+async def call(c, payload: dict) -> dict:
+    """The answer to ``payload``, skipping the events before it."""
+    ack_id = await c.emit("sync", payload)
+    while True:
+        prefix, body = await c.recv_json()
+        if prefix == f"43{ack_id}":
+            return body[0]
+
+
 async def settled() -> None:
     """Let the callbacks and tasks ready now run (a window's first message goes then)."""
     for _ in range(3):
@@ -139,14 +148,6 @@ async def test_a_reader_hears_fewer_dirties_than_writes_and_misses_none(app, set
 
     settings.DOCSYNC = {**settings.DOCSYNC, "DIRTY_INTERVAL": 0.05}
 
-    async def call(c, payload: dict) -> dict:
-        """The answer to ``payload``, skipping the events before it."""
-        ack_id = await c.emit("sync", payload)
-        while True:
-            prefix, body = await c.recv_json()
-            if prefix == f"43{ack_id}":
-                return body[0]
-
     reader = await connected(app, "reader")
     writers = [await connected(app, f"w{i}") for i in range(4)]
     try:
@@ -227,13 +228,6 @@ async def test_no_dirty_for_what_a_client_was_answered_already(app, settings):
     def sync(ops=(), clock=0) -> dict:
         return {"type": "doc", "docId": DOC, "operations": list(ops), "serializedDoc": None,
                 "clock": clock}  # fmt: skip
-
-    async def call(c, payload: dict) -> dict:
-        ack_id = await c.emit("sync", payload)
-        while True:
-            prefix, body = await c.recv_json()
-            if prefix == f"43{ack_id}":
-                return body[0]
 
     writer, puller, listener = [await connected(app, name) for name in ("w", "p", "l")]
     dirty = f'42["dirty",{{"docId":"{DOC}"}}]'
