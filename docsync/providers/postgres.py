@@ -612,10 +612,11 @@ class PostgresProvider(ORMProvider):
         written: dict[str, list[Batch]] = {}
         for i in order:
             write, outcome = group[i], outcomes[i]
-            if outcome.error is not None or outcome.value is None:
+            if outcome.error is not None:
                 answers[i] = Outcome(error=outcome.error)
                 continue
             req, rows = write.req, outcome.value
+            assert rows is not None
             stored = written.setdefault(req.doc_id, [])
             try:
                 has_doc = req.serialized_doc is not None
@@ -646,10 +647,7 @@ class PostgresProvider(ORMProvider):
     async def _run_group_on_loop(self, group: Sequence[_Write]) -> list[Outcome[SyncStep | None]]:
         assert self._async is not None
         execute = self._async.execute
-        self._started(group)
-        params = [write.statement_params() for write in group]
-        order, columns = _group_columns(params)
-        outcomes: list[Outcome[Rows]] = []
+        params, order, columns = self._prepared(group)
         if len(group) > 1:
             try:
                 rows = await execute(GROUP_SQL, columns, "a group", quiet=True)
@@ -658,40 +656,48 @@ class PostgresProvider(ORMProvider):
             except StorageError:  # nothing of the group was stored: each on its own
                 pass
             else:
-                for write in group:
-                    changes.note(self.using, write.req.doc_id)  # for webhooks: committed
-                outcomes = [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
-        if not outcomes:
-            alone: dict[int, Outcome[Rows]] = {}
-            for i in order:  # in the order the group would have run them
-                try:
-                    alone[i] = Outcome(value=await execute(WRITE_SQL, params[i], params[i][0]))
-                    changes.note(self.using, params[i][0])
-                except (StorageError, StorageUnavailable) as exc:
-                    alone[i] = Outcome(error=exc)
-            outcomes = [alone[i] for i in range(len(group))]
-        return self._answers(group, outcomes, order)
+                return self._answers(group, self._committed(group, rows, order), order)
+        alone: dict[int, Outcome[Rows]] = {}
+        for i in order:  # in the order the group would have run them
+            try:
+                alone[i] = Outcome(value=await execute(WRITE_SQL, params[i], params[i][0]))
+                changes.note(self.using, params[i][0])  # for webhooks: committed
+            except (StorageError, StorageUnavailable) as exc:
+                alone[i] = Outcome(error=exc)
+        return self._answers(group, [alone[i] for i in range(len(group))], order)
 
     def _run_group(self, group: Sequence[_Write]) -> list[Outcome[SyncStep | None]]:
         """Run the writes of ``group`` in one transaction (on this thread's connection)."""
-        self._started(group)
-        params = [write.statement_params() for write in group]
-        order, columns = _group_columns(params)
-        if len(group) == 1:
-            outcomes = [self._run_alone(params[0])]
-        else:
+        params, order, columns = self._prepared(group)
+        if len(group) > 1:
             try:
                 rows = self._execute(GROUP_SQL, columns, "a group", quiet=True)
             except StorageUnavailable as exc:
                 return [Outcome(error=exc) for _ in group]
             except StorageError:  # nothing of the group was stored: each on its own
-                alone = {i: self._run_alone(params[i]) for i in order}
-                outcomes = [alone[i] for i in range(len(group))]
+                pass
             else:
-                for write in group:
-                    changes.note(self.using, write.req.doc_id)  # for webhooks: committed
-                outcomes = [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
-        return self._answers(group, outcomes, order)
+                return self._answers(group, self._committed(group, rows, order), order)
+        alone = {i: self._run_alone(params[i]) for i in order}  # as the group would have run
+        return self._answers(group, [alone[i] for i in range(len(group))], order)
+
+    def _prepared(
+        self, group: Sequence[_Write]
+    ) -> tuple[list[tuple[Any, ...]], list[int], list[list[Any]]]:
+        """A group starts (:meth:`_started`): each write's parameters, the
+        order they run in and the group function's parameter arrays."""
+        self._started(group)
+        params = [write.statement_params() for write in group]
+        order, columns = _group_columns(params)
+        return params, order, columns
+
+    def _committed(
+        self, group: Sequence[_Write], rows: Rows, order: list[int]
+    ) -> list[Outcome[Rows]]:
+        """The group function's rows per write, once its transaction committed."""
+        for write in group:
+            changes.note(self.using, write.req.doc_id)  # for webhooks: committed
+        return [Outcome(value=item) for item in _split_rows(rows, order, len(group))]
 
     def _run_alone(self, params: tuple[Any, ...]) -> Outcome[Rows]:
         try:
