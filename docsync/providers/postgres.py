@@ -7,7 +7,7 @@ unchanged, and every other use (squashing, deleting, the admin) goes through
 the ORM provider's transactions. A sync is answered in one statement instead
 (:meth:`PostgresProvider.sync_step`):
 
-* A sync with operations calls the server-side function ``docsync_sync_v7``:
+* A sync with operations calls the server-side function ``docsync_sync_v8``:
   it locks the document's row, reads the batches the client lacks, appends
   the new batch and advances the clock in one round trip, one transaction
   and one commit. Each of its statements sees what committed before it (a
@@ -23,7 +23,7 @@ the ORM provider's transactions. A sync is answered in one statement instead
 Writes to different documents that arrive while another write is running
 share one transaction and one commit (*group commit*,
 :mod:`docsync.providers.groupcommit`): one thread runs them all with one call
-of ``docsync_sync_group_v5`` (the same function on each, documents in a fixed
+of ``docsync_sync_group_v6`` (the same function on each, documents in a fixed
 order so that two groups never deadlock), and each waiting sync is answered
 after that commit only. A group the database refuses is rolled back whole
 and its syncs run again one by one, so one failing sync fails alone.
@@ -63,7 +63,7 @@ from .tail import Tails
 
 logger = logging.getLogger(__name__)
 
-FUNCTION = "docsync_sync_v7"
+FUNCTION = "docsync_sync_v8"
 
 #: psycopg's prepare_threshold on Django's connections: only prepare=True prepares.
 NEVER_AUTOMATICALLY = 2**31 - 1
@@ -93,20 +93,17 @@ RETURNS TABLE (kind text, clock bigint, fmt text, data bytea, doc_type text,
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
     d record;
-    c record;
     v_created boolean := false;
+    v_lapsed boolean := false;
     v_user {user_pk_type};
     v_send boolean;
     v_base bigint;
     v_clock bigint;
 BEGIN
-    IF p_user IS NOT NULL THEN
-        SELECT u.{user_pk} INTO v_user FROM {user_table} u
-         WHERE u.{user_pk} = p_user::{user_pk_type};
-    END IF;
-    SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at, t.snapshot_format,
-           t.owner_id, t.private
-      INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
+    -- Each statement costs its executor set-up (most of this function's CPU):
+    -- the row, the user and the client's last commit are read in one, the
+    -- three writes are one, the batches and the record are returned in one.
+    {lock_document};
     IF NOT FOUND AND p_rule IS NOT NULL THEN  -- allowed by a share or as open: judged again
         RETURN QUERY SELECT 'lapsed'::text, NULL::bigint, NULL::text, NULL::bytea,
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, true;
@@ -126,18 +123,19 @@ BEGIN
         -- Concurrent creators wait here for the winner, then lock its row.
         INSERT INTO docsync_document (doc_id, doc_type, snapshot, snapshot_format, snapshot_clock,
             latest_clock, created_at, updated_at, deleted_at, squash_error, owner_id, private)
-        VALUES (p_doc_id, p_doc_type, NULL, '', 0, 0, now(), now(), NULL, '', v_user, false)
+        VALUES (p_doc_id, p_doc_type, NULL, '', 0, 0, now(), now(), NULL, '',
+            (SELECT u.{user_pk} FROM {user_table} u WHERE u.{user_pk} = p_user::{user_pk_type}),
+            false)
         ON CONFLICT (doc_id) DO NOTHING;
         v_created := FOUND;
-        SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at,
-               t.snapshot_format, t.owner_id, t.private
-          INTO d FROM docsync_document t WHERE t.doc_id = p_doc_id FOR UPDATE;
+        {lock_document};
         IF NOT FOUND THEN
             RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
                 NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
             RETURN;
         END IF;
     END IF;
+    v_user := d.user_pk;
     -- The refusals of docsync.sync: nothing is written, the caller raises.
     IF (p_expect_new AND NOT v_created) OR d.deleted_at IS NOT NULL
             OR (d.doc_type <> '' AND d.doc_type <> p_doc_type)
@@ -150,12 +148,16 @@ BEGIN
     -- The grant the write was allowed by (docsync.permissions), on the locked row:
     -- a share to the user or a group of theirs with a role in p_roles, or a
     -- document still shared with nobody (OPEN_DOCUMENTS).
-    IF (p_rule = 'share' AND NOT EXISTS (
+    IF p_rule = 'share' THEN
+        v_lapsed := NOT EXISTS (
             SELECT 1 FROM docsync_documentshare s
              WHERE s.document_id = d.id AND s.role = ANY (p_roles)
-               AND (s.user_id = v_user{group_clause})))
-        OR (p_rule = 'open' AND (d.private OR EXISTS (
-            SELECT 1 FROM docsync_documentshare s WHERE s.document_id = d.id))) THEN
+               AND (s.user_id = v_user{group_clause}));
+    ELSIF p_rule = 'open' THEN
+        v_lapsed := d.private OR EXISTS (
+            SELECT 1 FROM docsync_documentshare s WHERE s.document_id = d.id);
+    END IF;
+    IF v_lapsed THEN
         RETURN QUERY SELECT 'lapsed'::text, d.latest_clock, d.snapshot_format::text, NULL::bytea,
             d.doc_type::text, d.snapshot_clock, d.owner_id::text, false, false, v_created;
         RETURN;
@@ -166,15 +168,12 @@ BEGIN
         RETURN;
     END IF;
     -- A resend of the client's last stored operations (docsync.sync): the ORM path.
-    IF coalesce(p_client, '') <> '' THEN
-        SELECT cc.clocks, cc.count, cc.digest INTO c FROM docsync_clientcommit cc
-         WHERE cc.document_id = d.id AND cc.client_id = p_client;
-        IF FOUND AND split_part(c.clocks, ' ', 1)::bigint > p_clock AND (p_prefixes IS NULL
-                OR (c.count <= cardinality(p_prefixes) AND p_prefixes[c.count] = c.digest)) THEN
-            RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
-                NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
-            RETURN;
-        END IF;
+    IF d.cc_clocks IS NOT NULL AND split_part(d.cc_clocks, ' ', 1)::bigint > p_clock
+            AND (p_prefixes IS NULL OR (d.cc_count <= cardinality(p_prefixes)
+                                        AND p_prefixes[d.cc_count] = d.cc_digest)) THEN
+        RETURN QUERY SELECT 'fallback'::text, NULL::bigint, NULL::text, NULL::bytea,
+            NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean;
+        RETURN;
     END IF;
     v_send := d.snapshot_format <> '' AND (NOT p_has_doc OR d.snapshot_clock > p_clock);
     v_base := CASE WHEN v_send THEN d.snapshot_clock ELSE p_clock END;
@@ -183,33 +182,49 @@ BEGIN
     IF NOT v_send AND p_known > v_base THEN
         v_base := least(p_known, d.latest_clock);
     END IF;
+    v_clock := d.latest_clock + 1;
+    -- The batch, the clock, and what the client stored (for its resend).
+    WITH batch AS (
+        INSERT INTO docsync_operationbatch (document_id, clock, operations, operations_format,
+            user_id, device_id, client_id, created_at)
+        VALUES (d.id, v_clock, p_ops, p_fmt, v_user, coalesce(p_device, ''),
+            coalesce(p_client, ''), now())
+    ), advanced AS (
+        UPDATE docsync_document SET latest_clock = v_clock, updated_at = now() WHERE id = d.id
+    )
+    INSERT INTO docsync_clientcommit (document_id, client_id, clocks, count, digest, updated_at)
+    SELECT d.id, p_client, v_clock::text, p_count, p_digest, now()
+     WHERE coalesce(p_client, '') <> ''
+    ON CONFLICT (document_id, client_id) DO UPDATE SET clocks = EXCLUDED.clocks,
+        count = EXCLUDED.count, digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at;
+    -- The batches the client lacks (not this sync's), then the record as it
+    -- was before this sync's batch (clock: its latest_clock).
     RETURN QUERY SELECT 'batch'::text, b.clock, b.operations_format::text, b.operations,
             NULL::text, NULL::bigint, NULL::text, NULL::boolean, NULL::boolean, NULL::boolean
         FROM docsync_operationbatch b
-        WHERE b.document_id = d.id AND b.clock > v_base
-          AND (p_upto IS NULL OR b.clock <= p_upto) ORDER BY b.clock;
-    v_clock := d.latest_clock + 1;
-    INSERT INTO docsync_operationbatch (document_id, clock, operations, operations_format,
-        user_id, device_id, client_id, created_at)
-    VALUES (d.id, v_clock, p_ops, p_fmt, v_user, coalesce(p_device, ''),
-        coalesce(p_client, ''), now());
-    UPDATE docsync_document SET latest_clock = v_clock, updated_at = now() WHERE id = d.id;
-    IF coalesce(p_client, '') <> '' THEN  -- what the client stored, for its resend
-        INSERT INTO docsync_clientcommit (document_id, client_id, clocks, count, digest,
-            updated_at)
-        VALUES (d.id, p_client, v_clock::text, p_count, p_digest, now())
-        ON CONFLICT (document_id, client_id) DO UPDATE SET clocks = EXCLUDED.clocks,
-            count = EXCLUDED.count, digest = EXCLUDED.digest, updated_at = EXCLUDED.updated_at;
-    END IF;
-    -- The record as it was before this sync's batch (clock: its latest_clock).
-    RETURN QUERY SELECT 'doc'::text, d.latest_clock, d.snapshot_format::text,
+        WHERE b.document_id = d.id AND b.clock > v_base AND b.clock < v_clock
+          AND (p_upto IS NULL OR b.clock <= p_upto)
+    UNION ALL
+    SELECT 'doc'::text, d.latest_clock, d.snapshot_format::text,
         CASE WHEN v_send THEN (SELECT t.snapshot FROM docsync_document t WHERE t.id = d.id) END,
-        d.doc_type::text, d.snapshot_clock, d.owner_id::text, false, v_send, v_created;
+        d.doc_type::text, d.snapshot_clock, d.owner_id::text, false, v_send, v_created
+    ORDER BY 1, 2;
 END
 $fn$
 """
 
-GROUP_FUNCTION = "docsync_sync_group_v5"
+# The document's row (locked), the user and what the client stored last.
+LOCK_DOCUMENT_SQL = """SELECT t.id, t.doc_type, t.snapshot_clock, t.latest_clock, t.deleted_at,
+           t.snapshot_format, t.owner_id, t.private,
+           (SELECT u.{user_pk} FROM {user_table} u
+             WHERE u.{user_pk} = p_user::{user_pk_type}) AS user_pk,
+           cc.clocks AS cc_clocks, cc.count AS cc_count, cc.digest AS cc_digest
+      INTO d FROM docsync_document t
+      LEFT JOIN docsync_clientcommit cc
+        ON cc.document_id = t.id AND cc.client_id = p_client AND coalesce(p_client, '') <> ''
+     WHERE t.doc_id = p_doc_id FOR UPDATE OF t"""
+
+GROUP_FUNCTION = "docsync_sync_group_v6"
 
 # The syncs of a group, in the order given (same documents next to each
 # other), in the caller's one transaction. Each sync's statements take their
@@ -782,12 +797,16 @@ class PostgresProvider(ORMProvider):
         pk = model._meta.pk
         connection = connections[self.using]
         quote = connection.ops.quote_name
-        sql = FUNCTION_SQL.format(
-            function=FUNCTION,
+        user = dict(
             user_table=quote(model._meta.db_table),
             user_pk=quote(pk.column),
             user_pk_type=pk.rel_db_type(connection),  # type: ignore[attr-defined]
+        )
+        sql = FUNCTION_SQL.format(
+            function=FUNCTION,
+            lock_document=LOCK_DOCUMENT_SQL.format(**user),
             group_clause=_group_clause(model, quote),
+            **user,
         )
         group_sql = GROUP_FUNCTION_SQL.format(group_function=GROUP_FUNCTION, function=FUNCTION)
         with raw.transaction():
