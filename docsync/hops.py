@@ -25,10 +25,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def nonblocking(func: F) -> F:
-    """Mark a plain ``authorize`` that never blocks (no database, no I/O).
+    """Mark a plain ``authorize`` or ``authenticate`` that never blocks (no
+    database, no I/O): it is called on the event loop, without a thread hop.
 
-    With a non-blocking provider (``InMemoryProvider``) requests then run on
-    the event loop, without a thread hop.
+    An ``authorize`` so marked lets requests run on the event loop with a
+    non-blocking provider (``InMemoryProvider``).
     """
     setattr(func, "nonblocking", True)  # noqa: B010  (read with getattr)
     return func
@@ -51,14 +52,22 @@ def call_sync_or_async(func: Callable[..., Any], *args: Any) -> Any:
 
     A plain callable may carry its own async twin as ``func.aio`` (same
     arguments, same answers; ``docsync.auth.authenticate`` does): that is
-    awaited instead, without a hop. Returns an awaitable either way.
+    awaited instead, without a hop; one marked :func:`nonblocking` is
+    called on the event loop. Returns an awaitable either way.
     """
     twin = getattr(func, "aio", None)
     if twin is not None and is_async(twin):
         return twin(*args)
     if is_async(func):
         return func(*args)
+    if getattr(func, "nonblocking", False):
+        return _called(func, *args)
     return in_thread(func, *args)
+
+
+async def _called(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` as an awaitable (a :func:`nonblocking` callable, on the loop)."""
+    return func(*args)
 
 
 def in_thread(func: Callable[..., Any], *args: Any) -> Any:

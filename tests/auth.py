@@ -1,6 +1,9 @@
 """Authentication used by the tests: token ``valid-<name>`` is user ``<name>``."""
 
+from docsync.hops import nonblocking
 
+
+@nonblocking
 def token_authenticate(request):
     token = request.get("token") or ""
     if token.startswith("valid-"):
