@@ -154,3 +154,17 @@ def test_check_refuses_postgres_provider_on_another_database():
     assert error.id == "docsync.E011" and "ORMProvider" in error.hint
     with override_settings(DOCSYNC={**provider, "PROVIDER_OPTIONS": {"using": "postgres"}}):
         assert check_orm_database() == []
+
+
+def test_check_suggests_postgres_provider_on_postgresql():
+    orm_on_postgres = {**ORM_SETTINGS, "PROVIDER_OPTIONS": {"using": "postgres"}}
+    with override_settings(DOCSYNC=orm_on_postgres):
+        [warning] = check_orm_database()
+    assert warning.id == "docsync.W011" and "PostgresProvider" in warning.hint
+    subclass = {**orm_on_postgres, "PROVIDER": "tests.test_orm_provider.MyORMProvider"}
+    with override_settings(DOCSYNC=subclass):
+        assert check_orm_database() == []  # someone's own provider: their choice
+
+
+class MyORMProvider(ORMProvider):
+    """An ORMProvider of someone's own."""
