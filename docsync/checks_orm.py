@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.conf import settings
@@ -39,12 +40,9 @@ def _plain_orm_provider() -> bool:
 
 
 def _psycopg3() -> bool:
-    """Whether Django talks to PostgreSQL with psycopg 3 (``PostgresProvider`` needs it)."""
-    try:
-        from django.db.backends.postgresql.psycopg_any import is_psycopg3
-    except ImportError:  # neither psycopg nor psycopg2 installed
-        return False
-    return bool(is_psycopg3)
+    """Whether Django talks to PostgreSQL with psycopg 3 (``PostgresProvider`` needs
+    it): Django takes psycopg 3 whenever it is installed, psycopg2 otherwise."""
+    return importlib.util.find_spec("psycopg") is not None
 
 
 @register()

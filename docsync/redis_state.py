@@ -147,6 +147,18 @@ class RedisState(BaseState):
     def _local_members(self, doc_id: str) -> list[Member]:
         return list(self._members.get(doc_id, {}).values())
 
+    def _with_local(self, doc_id: str, members: dict[Any, Any]) -> list[Member]:
+        """The members Redis holds (``channel -> encoded``) and this process's own.
+
+        Right after a Redis restart this process's members are back only with
+        its next heartbeat (``_restore``): until then Redis alone would say a
+        document has no one left, and a leaving client's presence would not be
+        cleared for the others here.
+        """
+        found = [self._decode(c, raw)[0] for c, raw in members.items()]
+        channels = {m.channel for m in found}
+        return found + [m for m in self._local_members(doc_id) if m.channel not in channels]
+
     # -- the BaseState interface ------------------------------------------------
 
     async def _start(self) -> None:
@@ -166,7 +178,7 @@ class RedisState(BaseState):
             pipe.sadd(self._k("procs"), self.process)
             pipe.hgetall(self._k("m", doc_id))
             *_, members = await pipe.execute()
-            return [self._decode(c, raw)[0] for c, raw in members.items()]
+            return self._with_local(doc_id, members)
 
         return await self._run(write, lambda: self._local_members(doc_id))
 
@@ -188,14 +200,13 @@ class RedisState(BaseState):
                 pipe.srem(self._k("pd", self.process), doc_id)
             pipe.hgetall(self._k("m", doc_id))
             *_, members = await pipe.execute()
-            return [self._decode(c, raw)[0] for c, raw in members.items()]
+            return self._with_local(doc_id, members)
 
         return await self._run(write, lambda: self._local_members(doc_id))
 
     async def members(self, doc_id: str) -> list[Member]:
         async def read() -> list[Member]:
-            members = await self.redis.hgetall(self._k("m", doc_id))
-            return [self._decode(c, raw)[0] for c, raw in members.items()]
+            return self._with_local(doc_id, await self.redis.hgetall(self._k("m", doc_id)))
 
         return await self._run(read, lambda: self._local_members(doc_id))
 

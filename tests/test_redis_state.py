@@ -75,3 +75,18 @@ async def test_falls_back_to_local_state_when_redis_is_down(states):
     await state.set_presence("doc", "cli-1", 1)
     assert await state.get_presence("doc") == {"cli-1": 1}
     assert not state._healthy
+
+
+async def test_own_members_count_before_a_restarted_redis_has_them_back(states):
+    """Redis restarted empty, this process's heartbeat has not restored it yet:
+    its own members still count (a leaving client's presence is cleared for them)."""
+    a = states()
+    a.heartbeat = 60  # no restore during the test
+    await a.join("doc", member(1))
+    await a.join("doc", member(2))
+    await a.redis.delete(a._k("m", "doc"))  # what a restart loses
+    assert {m.channel for m in await a.members("doc")} == {"chan-1", "chan-2"}
+    remaining = await a.leave("doc", member(1))
+    assert [m.channel for m in remaining] == ["chan-2"]
+    joined = await a.join("doc", member(3))
+    assert {m.channel for m in joined} == {"chan-2", "chan-3"}
