@@ -13,19 +13,15 @@ returns the user's primary key as ``userId`` and, in ``context``, what
 from __future__ import annotations
 
 import logging
-from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
-import channels.auth
-from channels.auth import AuthMiddleware, UserLazyObject
+from channels.auth import AuthMiddleware
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
-from django.utils.functional import LazyObject
 from django.utils.http import is_same_domain
 
 from . import tokens
@@ -50,51 +46,10 @@ class SessionAuthMiddleware(AuthMiddleware):
             scope["user"]._wrapped = AnonymousUser()
 
 
-class WebSocketAuthMiddleware:
-    """Channels' ``AuthMiddlewareStack`` for a WebSocket, in one layer.
-
-    ``inner`` gets the scope Channels' three middlewares give it:
-    ``cookies``, a lazy ``session`` (the session cookie's, read from the
-    session store only when used) and ``scope["user"]``, resolved as by
-    :class:`SessionAuthMiddleware`. But ``send`` is passed on as it is:
-    Channels' session middleware wraps it to save a modified session on
-    ``http.response.start``, which a WebSocket never sends, and the wrapper
-    cost about 3 µs on every frame the connection sends. Any other scope
-    (HTTP, or a session set by a middleware above) goes through Channels'
-    stack with :class:`SessionAuthMiddleware`.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.channels_stack = CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        if scope.get("type") != "websocket" or "session" in scope or "headers" not in scope:
-            return await self.channels_stack(scope, receive, send)
-        cookies: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookies = parse_cookie(value.decode("latin1"))
-                break
-        scope = dict(scope, cookies=cookies)
-        session = LazyObject()
-        key = cookies.get(settings.SESSION_COOKIE_NAME)
-        session._wrapped = import_module(settings.SESSION_ENGINE).SessionStore(key)
-        scope["session"] = session
-        user = scope.setdefault("user", UserLazyObject())
-        if key is not None:
-            user._wrapped = await channels.auth.get_user(scope)
-        else:
-            user._wrapped = AnonymousUser()
-        return await self.inner(scope, receive, send)
-
-
 def AuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802  (Channels' name)
-    """Channels' ``AuthMiddlewareStack`` for docsync: cookies, session and
-    ``scope["user"]`` for ``inner``, as in Channels, without a database
-    thread for a connection without the session cookie and without a
-    wrapper around each frame sent (:class:`WebSocketAuthMiddleware`)."""
-    return WebSocketAuthMiddleware(inner)
+    """Channels' ``AuthMiddlewareStack`` with :class:`SessionAuthMiddleware`:
+    cookies, session and ``scope["user"]`` for ``inner``, as in Channels."""
+    return CookieMiddleware(SessionMiddleware(SessionAuthMiddleware(inner)))
 
 
 def identity_for(user: Any, method: str, expires_at: float | None = None) -> dict[str, Any]:

@@ -152,28 +152,3 @@ async def test_no_session_cookie_is_anonymous_without_reading_the_session(monkey
         await channels.auth.AuthMiddlewareStack(inner)(
             {"type": "websocket", "headers": headers}, None, None
         )
-
-
-@pytest.mark.asyncio
-async def test_websocket_frames_go_straight_to_the_server():
-    """docsync's stack gives ``inner`` the ASGI server's own ``send`` for a
-    WebSocket (Channels' session middleware wraps it, for HTTP only), and the
-    scope Channels' stack gives: cookies, a lazy session, the user."""
-    seen = {}
-
-    async def inner(scope, receive, send):
-        seen.update(send=send, scope=scope)
-
-    async def server_send(message):
-        pass
-
-    headers = [(b"cookie", b"other=1; theme=dark")]
-    await AuthMiddlewareStack(inner)({"type": "websocket", "headers": headers}, None, server_send)
-    assert seen["send"] is server_send
-    scope = seen["scope"]
-    assert scope["cookies"] == {"other": "1", "theme": "dark"}
-    assert scope["session"].session_key is None and scope["session"].is_empty()
-    assert not scope["user"].is_authenticated
-    await AuthMiddlewareStack(inner)({"type": "http", "headers": headers}, None, server_send)
-    assert seen["send"] is not server_send  # Channels' stack, which saves sessions
-    assert not seen["scope"]["user"].is_authenticated
